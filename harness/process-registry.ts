@@ -1,0 +1,170 @@
+// Process-wide registry of what the harness started: QEMU PIDs and temp paths.
+// Whatever way this Node process ends (normal exit, SIGINT, SIGTERM, SIGHUP, an uncaught error),
+// every registered QEMU gets SIGKILL by its PID and every registered path is removed.
+// A SIGKILL of Node itself cannot be caught: QEMU is then ended by its parent-death signal
+// (setpriv --pdeathsig, -run-with exit-with-parent), and a run-level sweep (sweepRunDir) removes
+// what is left by the PID files QEMU wrote.
+
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+interface Entry {
+  pid: number;
+  label: string;
+}
+
+const children = new Map<number, Entry>();
+const paths = new Set<string>();
+let hooksInstalled = false;
+
+const FATAL_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+function killAllNow(): void {
+  for (const { pid } of children.values()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  children.clear();
+  for (const path of paths) {
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // best effort at exit: nothing else can be done here
+    }
+  }
+  paths.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  killAllNow();
+  for (const s of FATAL_SIGNALS) process.removeListener(s, onSignal);
+  // Re-raise so the exit status says which signal ended us, as it would without the hook.
+  process.kill(process.pid, signal);
+}
+
+function onFatalError(error: unknown): void {
+  killAllNow();
+  console.error(error);
+  process.exit(1);
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on("exit", killAllNow);
+  // A test runner owns these in its workers; only claim them in a plain script, where no one
+  // else would end the process on a signal.
+  for (const s of FATAL_SIGNALS) {
+    if (process.listenerCount(s) === 0) process.on(s, onSignal);
+  }
+  if (process.listenerCount("uncaughtException") === 0) {
+    process.on("uncaughtException", onFatalError);
+  }
+}
+
+export function registerChild(pid: number, label: string): void {
+  installHooks();
+  children.set(pid, { pid, label });
+}
+
+export function unregisterChild(pid: number): void {
+  children.delete(pid);
+}
+
+export function registerPath(path: string): void {
+  installHooks();
+  paths.add(path);
+}
+
+export function unregisterPath(path: string): void {
+  paths.delete(path);
+}
+
+/** What is registered now: for tests of the registry and for diagnostics. */
+export function registered(): { children: Entry[]; paths: string[] } {
+  return { children: [...children.values()], paths: [...paths] };
+}
+
+/** Kill every registered child and remove every registered path, now. */
+export function cleanupAll(): void {
+  killAllNow();
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A zombie has exited; only its parent has not reaped it yet.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of a live process, or undefined. */
+export function processCommandLine(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SweepReport {
+  killed: { pid: number; pidFile: string }[];
+  removed: string[];
+}
+
+/**
+ * The run-level safety net: every machine writes QEMU's own -pidfile inside runDir, so after a
+ * run (even one whose worker was SIGKILLed) the QEMUs it started are found by their PIDs.
+ * A PID counts only if its command line still names that PID file: PIDs get reused.
+ */
+export function sweepRunDir(runDir: string): SweepReport {
+  const report: SweepReport = { killed: [], removed: [] };
+  for (const pidFile of findPidFiles(runDir)) {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(pidFile, "utf8").trim(), 10);
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    const cmdline = processCommandLine(pid);
+    if (cmdline?.includes(pidFile) && isAlive(pid)) {
+      try {
+        process.kill(pid, "SIGKILL");
+        report.killed.push({ pid, pidFile });
+      } catch {
+        // exited between the check and the kill
+      }
+    }
+  }
+  rmSync(runDir, { recursive: true, force: true });
+  report.removed.push(runDir);
+  return report;
+}
+
+function findPidFiles(dir: string, depth = 0): string[] {
+  if (depth > 3) return [];
+  let entries: import("node:fs").Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) found.push(...findPidFiles(p, depth + 1));
+    else if (e.name === "qemu.pid") found.push(p);
+  }
+  return found;
+}

@@ -1,0 +1,304 @@
+/*
+ * Migration test guest: dirties one byte of every 4 KiB page of a guest-physical
+ * range in a pattern that a checker can verify after a migration.
+ *
+ * Assembled by GNU as directly (no C preprocessor): comments are C-style only.
+ *
+ * One 64 KiB image serves two boot paths:
+ *  - as a -bios image: the reset vector (image offset 0xfff0) copies the low part
+ *    of the image from the ROM's ISA alias (0xf0000) to 0x7c00;
+ *  - as a raw disk: SeaBIOS loads the boot sector (image offset 0) to 0x7c00 and
+ *    the boot sector loads the rest of the low part to 0x7e00.
+ * Either way image offset N of the low part ends up at guest-physical 0x7c00 + N,
+ * and both paths continue at common16.
+ *
+ * Guest-physical memory map (all below the 1 MiB default range start):
+ *   0x1000  PML4, 0x2000 PDPT, 0x3000..0x6fff four PDs: identity map of 0..4 GiB
+ *           with 2 MiB pages, user-accessible
+ *   0x7000  status block: "MIGTSTAT" magic, then the u64 pass counter at 0x7008
+ *   0x7c00  image low part (boot sector, then parameter block at 0x7e00, then code)
+ *   0x7c00  stack top (grows down into the 0x7000 page)
+ *
+ * Page contents after the init pass, for every page P of [start, end):
+ *   byte P+0: pass byte (incremented once per pass, in address order)
+ *   bytes P+1..P+7: zero
+ *   bytes P+8..P+15: P as a little-endian u64 (catches pages landing at the wrong address)
+ *   bytes P+16..P+4095: zero
+ *
+ * The dirtying loop runs at CPL3 with IOPL=3: under a software hypervisor ring-0 code
+ * is emulated, ring-3 code runs natively, and IOPL=3 keeps the serial port usable.
+ */
+
+	.set PML4,		0x1000
+	.set PDPT,		0x2000
+	.set PD0,		0x3000
+	.set STATUS,		0x7000
+	.set PASS_COUNTER,	0x7008
+	.set STACK_TOP,		0x7c00
+	.set LOAD_ADDR,		0x7c00
+	.set COM1,		0x3f8
+	.set PAGE_SIZE,		4096
+	.set MIN_RANGE_START,	0x100000
+	.set MAX_RANGE_END,	0x100000000
+
+	.set SEL_CODE32,	0x08
+	.set SEL_DATA,		0x10
+	.set SEL_CODE64,	0x18
+	.set SEL_UDATA,		0x20
+	.set SEL_UCODE64,	0x28
+
+/* ---------------------------------------------------------------- boot sector */
+	.section .boot, "ax"
+	.code16
+	.globl boot_sector
+boot_sector:
+	cli
+	ljmp	$0, $1f			/* SeaBIOS may enter as 07c0:0000: normalise CS */
+1:	xorw	%ax, %ax
+	movw	%ax, %ds
+	movw	%ax, %es
+	movw	%ax, %ss
+	movw	$LOAD_ADDR, %sp
+	sti				/* the BIOS disk service may wait for interrupts */
+	movw	$disk_packet, %si
+	movb	$0x42, %ah		/* extended read by LBA; DL holds the boot drive */
+	int	$0x13
+	cli
+	jc	disk_error
+	ljmp	$0, $common16
+disk_error:
+	movw	$msg_disk_error, %si
+	movw	$COM1, %dx
+2:	lodsb
+	testb	%al, %al
+	jz	3f
+	outb	%al, %dx
+	jmp	2b
+3:	hlt
+	jmp	3b
+
+	.balign	4
+disk_packet:
+	.byte	0x10, 0
+	.word	bootblock_sectors	/* sectors after the boot sector (linker script) */
+	.word	LOAD_ADDR + 512, 0	/* buffer offset, segment */
+	.quad	1			/* first LBA */
+msg_disk_error:
+	.asciz	"MIGT:EDISK\n"
+
+	.org	510
+	.byte	0x55, 0xaa
+
+/* ---------------------------------------------------------------- parameter block */
+/* Image offset 0x200, guest-physical 0x7e00. Patched by the harness; layout is v1. */
+	.section .params, "a"
+	.globl params
+params:
+	.ascii	"MIGTPARM"		/* +0x00 magic */
+	.long	1			/* +0x08 layout version */
+	.long	params_end - params	/* +0x0c size of this block */
+param_range_start:
+	.quad	0x100000		/* +0x10 range start (4 KiB aligned, >= 1 MiB) */
+param_range_end:
+	.quad	100 * 0x100000		/* +0x18 range end (4 KiB aligned, <= 4 GiB) */
+param_page_spin:
+	.quad	0			/* +0x20 spin iterations after every page write */
+param_pass_spin:
+	.quad	0			/* +0x28 spin iterations after every pass */
+params_end:
+
+/* ---------------------------------------------------------------- ring-0 setup */
+	.section .text, "ax"
+	.code16
+common16:
+	cli
+	cld
+	xorw	%ax, %ax
+	movw	%ax, %ds
+	movw	%ax, %es
+	movw	%ax, %ss
+	movw	$STACK_TOP, %sp
+	lgdtl	gdt_pointer
+	movl	%cr0, %eax
+	orl	$1, %eax		/* CR0.PE */
+	movl	%eax, %cr0
+	ljmpl	$SEL_CODE32, $protected32
+
+	.code32
+protected32:
+	movw	$SEL_DATA, %ax
+	movw	%ax, %ds
+	movw	%ax, %es
+	movw	%ax, %ss
+	movw	%ax, %fs
+	movw	%ax, %gs
+	movl	$STACK_TOP, %esp
+
+	/* Page tables: RAM below 1 MiB may hold firmware leftovers, so clear it first. */
+	movl	$PML4, %edi
+	xorl	%eax, %eax
+	movl	$(6 * PAGE_SIZE / 4), %ecx
+	rep stosl
+	movl	$(PDPT + 7), PML4	/* present, writable, user */
+	movl	$(PD0 + 7), PDPT
+	movl	$(PD0 + 0x1000 + 7), PDPT + 8
+	movl	$(PD0 + 0x2000 + 7), PDPT + 16
+	movl	$(PD0 + 0x3000 + 7), PDPT + 24
+	movl	$PD0, %edi
+	movl	$0x87, %eax		/* 2 MiB page: present, writable, user, PS */
+	xorl	%edx, %edx
+1:	movl	%eax, (%edi)
+	movl	%edx, 4(%edi)
+	addl	$8, %edi
+	addl	$0x200000, %eax
+	adcl	$0, %edx
+	cmpl	$(PD0 + 0x4000), %edi
+	jb	1b
+
+	/* Status block: magic, pass counter 0. */
+	movl	$0x5447494d, STATUS	/* "MIGT" */
+	movl	$0x54415453, STATUS + 4	/* "STAT" */
+	movl	$0, PASS_COUNTER
+	movl	$0, PASS_COUNTER + 4
+
+	movl	$PML4, %eax
+	movl	%eax, %cr3
+	movl	%cr4, %eax
+	orl	$0x20, %eax		/* CR4.PAE */
+	movl	%eax, %cr4
+	movl	$0xc0000080, %ecx	/* EFER */
+	rdmsr
+	orl	$0x100, %eax		/* EFER.LME */
+	wrmsr
+	movl	%cr0, %eax
+	orl	$0x80000000, %eax	/* CR0.PG */
+	movl	%eax, %cr0
+	ljmp	$SEL_CODE64, $long64
+
+	.code64
+long64:
+	/* Validate the parameters once; a bad block stops the guest with a message. */
+	movq	param_range_start, %r8
+	movq	param_range_end, %r9
+	movq	param_page_spin, %r10
+	movq	param_pass_spin, %r11
+	movq	$(PAGE_SIZE - 1), %rax
+	testq	%rax, %r8
+	jnz	bad_params
+	testq	%rax, %r9
+	jnz	bad_params
+	cmpq	$MIN_RANGE_START, %r8
+	jb	bad_params
+	cmpq	%r9, %r8
+	jae	bad_params
+	movq	$MAX_RANGE_END, %rax
+	cmpq	%rax, %r9
+	ja	bad_params
+
+	/* Drop to ring 3 with IOPL=3 and interrupts off. */
+	pushq	$(SEL_UDATA | 3)
+	pushq	$STACK_TOP
+	pushq	$0x3002			/* RFLAGS: IOPL=3, reserved bit 1 */
+	pushq	$(SEL_UCODE64 | 3)
+	pushq	$user_start
+	iretq
+
+bad_params:
+	leaq	msg_bad_params, %rsi
+	call	print
+1:	hlt
+	jmp	1b
+
+/* print: NUL-terminated string at RSI to COM1. Clobbers RAX, RDX, RSI. */
+print:
+	movw	$COM1, %dx
+1:	lodsb
+	testb	%al, %al
+	jz	2f
+	outb	%al, %dx
+	jmp	1b
+2:	ret
+
+/* ---------------------------------------------------------------- ring-3 loop */
+/* r8 = range start, r9 = range end, r10 = page spin, r11 = pass spin. */
+user_start:
+	/* Init pass: whole page zero, then the page's own address at +8. */
+	movq	%r8, %rbx
+1:	movq	%rbx, %rdi
+	xorl	%eax, %eax
+	movl	$(PAGE_SIZE / 8), %ecx
+	rep stosq
+	movq	%rbx, 8(%rbx)
+	addq	$PAGE_SIZE, %rbx
+	cmpq	%r9, %rbx
+	jb	1b
+	leaq	msg_start, %rsi
+	call	print
+
+pass:
+	movq	%r8, %rdi
+page:
+	incb	(%rdi)
+	movq	%r10, %rcx
+	testq	%rcx, %rcx
+	jz	2f
+1:	decq	%rcx
+	jnz	1b
+2:	addq	$PAGE_SIZE, %rdi
+	cmpq	%r9, %rdi
+	jb	page
+	incq	PASS_COUNTER		/* one instruction: never half-done when the vCPU stops */
+	movw	$COM1, %dx
+	movb	$'B', %al
+	outb	%al, %dx
+	movq	%r11, %rcx
+	testq	%rcx, %rcx
+	jz	pass
+1:	decq	%rcx
+	jnz	1b
+	jmp	pass
+
+/* ---------------------------------------------------------------- data */
+	.section .rodata, "a"
+	.balign	8
+gdt:
+	.quad	0
+	.quad	0x00cf9a000000ffff	/* 0x08 code32, ring 0 */
+	.quad	0x00cf92000000ffff	/* 0x10 data, ring 0 */
+	.quad	0x00af9a000000ffff	/* 0x18 code64, ring 0 */
+	.quad	0x00cff2000000ffff	/* 0x20 data, ring 3 */
+	.quad	0x00affa000000ffff	/* 0x28 code64, ring 3 */
+gdt_end:
+gdt_pointer:
+	.word	gdt_end - gdt - 1
+	.long	gdt
+msg_start:
+	.asciz	"MIGT:START\n"
+msg_bad_params:
+	.asciz	"MIGT:EPARAM\n"
+
+/* ---------------------------------------------------------------- reset vector */
+/*
+ * Last 256 bytes of the image. The CPU starts at CS base 0xffff0000, IP 0xfff0,
+ * so this code may only use relative jumps until it far-jumps to the RAM copy.
+ */
+	.section .reset, "ax"
+	.code16
+reset_copy:
+	cli
+	cld
+	movw	$0xf000, %ax		/* 64 KiB BIOS: ISA alias at 0xf0000 */
+	movw	%ax, %ds
+	xorw	%si, %si
+	xorw	%ax, %ax
+	movw	%ax, %es
+	movw	$LOAD_ADDR, %di
+	movw	$bootblock_low_size, %cx
+	rep movsb
+	ljmp	$0, $common16
+
+	.org	0xf0
+	.globl reset_vector
+reset_vector:
+	jmp	reset_copy
+	.org	0x100

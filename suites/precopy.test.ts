@@ -1,0 +1,170 @@
+// Precopy between two real QEMUs, over tcp and a unix socket, on every binary under test.
+// Both sides, both interfaces: QMP query-migrate and HMP info migrate are read on source and
+// destination, checked on their own and against each other.
+
+import { describe, expect, inject } from "vitest";
+import { compareWithQmp, parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
+import { freeLoopbackPort, type MigrationResult } from "../harness/migration.ts";
+import type { MigrationInfo, MigrationStats } from "../harness/qapi.ts";
+import type { Side, Timeline } from "../harness/timeline.ts";
+import { test, where } from "./migration-test.ts";
+
+const MEMORY_MIB = 128;
+const FINAL = ["completed", "failed", "cancelled"];
+const binaries = inject("binaries");
+
+/** MigrationStats members that count work done: on the source they never go down. */
+const SOURCE_COUNTERS = [
+  "transferred",
+  "duplicate",
+  "normal",
+  "normal-bytes",
+  "dirty-sync-count",
+  "precopy-bytes",
+  "downtime-bytes",
+  "postcopy-bytes",
+  "multifd-bytes",
+] as const satisfies readonly (keyof MigrationStats)[];
+
+function expectSourceRamConsistent(ram: MigrationStats | undefined): void {
+  expect(ram, "source query-migrate has no ram member after completion").toBeDefined();
+  if (!ram) return;
+  expect(ram.remaining, "ram.remaining after completion").toBe(0);
+  expect(ram.total, "ram.total covers the guest RAM").toBeGreaterThanOrEqual(MEMORY_MIB << 20);
+  expect(ram["page-size"], "ram.page-size (x86 target page)").toBe(4096);
+  expect(ram["normal-bytes"], "ram.normal-bytes = normal x page-size").toBe(
+    ram.normal * ram["page-size"],
+  );
+  const parts =
+    (ram["precopy-bytes"] ?? 0) + (ram["downtime-bytes"] ?? 0) + (ram["postcopy-bytes"] ?? 0);
+  expect(
+    ram.transferred,
+    "ram.transferred >= precopy + downtime + postcopy bytes",
+  ).toBeGreaterThanOrEqual(parts);
+  expect(
+    ram["dirty-sync-count"],
+    "ram.dirty-sync-count: at least the first sync",
+  ).toBeGreaterThanOrEqual(1);
+}
+
+/** Every counter of every source snapshot is >= the one before it. */
+function expectCountersMonotonic(timeline: Timeline): void {
+  const snaps = timeline.of("source", "query-migrate").filter((s) => s.data.ram);
+  for (let i = 1; i < snaps.length; i++) {
+    const [before, after] = [snaps[i - 1], snaps[i]];
+    if (!before?.data.ram || !after?.data.ram) continue;
+    for (const c of SOURCE_COUNTERS) {
+      const a = before.data.ram[c];
+      const b = after.data.ram[c];
+      if (a === undefined || b === undefined) continue;
+      expect(
+        b,
+        `source ram.${c} went down from ${a} (t=${before.t} ms) to ${b} (t=${after.t} ms)`,
+      ).toBeGreaterThanOrEqual(a);
+    }
+  }
+}
+
+/**
+ * Each HMP snapshot agrees with QMP. Where the status did not move while HMP printed, the text
+ * must match the QMP state (values may still move while live, presence may not); where it moved,
+ * HMP must show one of the two states it was printed between.
+ */
+function expectHmpMatchesQmpThroughout(timeline: Timeline, side: Side): void {
+  const brackets = timeline.hmpBrackets(side);
+  expect(
+    brackets.length,
+    `${side}: info migrate snapshots bracketed by query-migrate`,
+  ).toBeGreaterThan(0);
+  for (const b of brackets) {
+    const parsed = parseInfoMigrate(b.text);
+    const at = `${side} info migrate at t=${b.t} ms`;
+    expect(parsed.unknownLines, `${at} has lines the parser does not know`).toEqual([]);
+    if (!b.stable) {
+      expect(
+        [b.before.status, b.after.status],
+        `${at}: HMP status between two QMP reads`,
+      ).toContain(parsed.status);
+      continue;
+    }
+    const live = !FINAL.includes(b.after.status ?? "");
+    expect(
+      compareWithQmp(parsed, b.after, { live }),
+      `${at}:\nHMP:\n${b.text}\nQMP: ${JSON.stringify(b.after)}`,
+    ).toEqual([]);
+  }
+}
+
+function expectFinalBothSides(result: MigrationResult): void {
+  const src = result.source;
+  const dst = result.destination;
+  expect(src.migration.status, "source query-migrate status").toBe("completed");
+  expect(dst.migration.status, "destination query-migrate status").toBe("completed");
+  expect(src.vm.status, "source VM run state after migration").toBe("postmigrate");
+  expect(src.vm.running, "source VM must be stopped").toBe(false);
+  expect(dst.vm.running, `destination VM must run (query-status: ${dst.vm.status})`).toBe(true);
+  expect(src.events, "source MIGRATION events").toEqual(["setup", "active", "completed"]);
+  expect(dst.events.at(-1), "destination's last MIGRATION event").toBe("completed");
+  expect(dst.events[0], "destination's first MIGRATION event").toBe("setup");
+
+  expectSourceRamConsistent(src.migration.ram);
+  const m: MigrationInfo = src.migration;
+  expect(m["total-time"], "source total-time").toBeGreaterThan(0);
+  expect(m["total-time"] ?? 0, "source total-time >= setup-time").toBeGreaterThanOrEqual(
+    m["setup-time"] ?? 0,
+  );
+  expect(m.downtime, "source downtime after completion").toBeGreaterThanOrEqual(0);
+
+  for (const side of ["source", "destination"] as const) {
+    const parsed = parseInfoMigrate(result[side].infoMigrate);
+    expect(parsed.status, `${side} HMP status`).toBe("completed");
+    expect(parsed.unknownLines, `${side} HMP lines the parser does not know`).toEqual([]);
+    expect(
+      compareWithQmp(parsed, result[side].migration, { live: false }),
+      `${side} final HMP vs QMP`,
+    ).toEqual([]);
+  }
+}
+
+describe.each(binaries)("precopy $label", (b) => {
+  for (const transport of ["tcp", "unix"] as const) {
+    test(`precopy over ${transport} completes and both sides agree ${where(b)}`, async ({
+      launchPair,
+    }) => {
+      const pair = await launchPair({
+        binary: b.path,
+        accel: b.accelRequest,
+        memoryMiB: MEMORY_MIB,
+        transport,
+      });
+      const result = await pair.migrate({ timeoutMs: 60_000 });
+      expect(result.uri.startsWith(`${transport}:`)).toBe(true);
+      expectFinalBothSides(result);
+      expectCountersMonotonic(pair.timeline);
+      expectHmpMatchesQmpThroughout(pair.timeline, "source");
+      expectHmpMatchesQmpThroughout(pair.timeline, "destination");
+    });
+  }
+
+  test(`migration to a port nobody listens on fails and the source keeps running ${where(b)}`, async ({
+    launchPair,
+  }) => {
+    const pair = await launchPair({ binary: b.path, accel: b.accelRequest, memoryMiB: MEMORY_MIB });
+    const port = await freeLoopbackPort();
+    const result = await pair.migrateExpectingFailure(`tcp:127.0.0.1:${port}`);
+    const src = result.source;
+    expect(src.migration.status, "source status").toBe("failed");
+    expect(
+      src.vm.running,
+      `source VM must still run after a failed migration (query-status: ${src.vm.status})`,
+    ).toBe(true);
+    expect(src.events, "source MIGRATION events").toEqual(["setup", "failed"]);
+    const hmp = parseInfoMigrate(src.infoMigrate);
+    expect(hmp.status, "source HMP status").toBe("failed");
+    expect(compareWithQmp(hmp, src.migration, { live: false }), "source HMP vs QMP").toEqual([]);
+    // error-desc on a failed source: present from 2.7 on.
+    expect(src.migration["error-desc"], "source error-desc").toMatch(/refused|connect/i);
+    // The destination was never contacted: it has not even been told to listen.
+    expect(result.destination.migration.status ?? "none", "destination untouched").toBe("none");
+  });
+});
