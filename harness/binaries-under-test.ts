@@ -1,9 +1,11 @@
 // Which QEMU binaries and accelerator the suites run on, decided once per run.
-// QEMU_MIGTEST_BINARIES: comma-separated paths or command names (default: qemu-system-x86_64
-// on PATH). QEMU_MIGTEST_ACCEL: auto (default), kvm or tcg.
+// QEMU_MIGTEST_BINARIES: comma-separated matrix names ("7.2,11.1"), paths or command names
+// (default: every installed matrix version, else qemu-system-x86_64 on PATH).
+// QEMU_MIGTEST_ACCEL: auto (default), kvm or tcg.
 
 import { type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
 import { probeQemuBinary, shortVersion } from "./qemu-binary.ts";
+import { binariesFromEnv } from "./qemu-matrix.ts";
 
 export interface BinaryUnderTest {
   /** What the user named: a path or a command. */
@@ -28,10 +30,7 @@ export function accelRequestFromEnv(env: NodeJS.ProcessEnv = process.env): Accel
 export async function selectBinariesUnderTest(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<BinaryUnderTest[]> {
-  const specs = (env.QEMU_MIGTEST_BINARIES ?? "qemu-system-x86_64")
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const specs = await binariesFromEnv(env);
   const accelRequest = accelRequestFromEnv(env);
   const kvm = detectKvm();
   return Promise.all(

@@ -18,6 +18,10 @@ import {
 import type { StatusInfo } from "./qapi.ts";
 import { probeQemuBinary, type QemuBinaryInfo } from "./qemu-binary.ts";
 import { QMPClient, QMPConnectError } from "./qmp.ts";
+import { QmpSchema } from "./qmp-schema.ts";
+
+// query-qmp-schema is hundreds of KiB: read once per binary, not per machine.
+const schemaCache = new Map<string, Promise<QmpSchema>>();
 
 export interface MachineOptions {
   /** "source", "destination", ...: in every message and in the temp dir's name. */
@@ -239,6 +243,17 @@ export class Machine {
       ramFile,
       qmp,
     );
+  }
+
+  /** This binary's own QAPI schema, read once per binary path and cached. */
+  schema(): Promise<QmpSchema> {
+    let schema = schemaCache.get(this.binary.path);
+    if (!schema) {
+      schema = this.qmp.execute<unknown>("query-qmp-schema").then((r) => QmpSchema.fromReply(r));
+      schemaCache.set(this.binary.path, schema);
+      schema.catch(() => schemaCache.delete(this.binary.path));
+    }
+    return schema;
   }
 
   /** An HMP command through QMP's human-monitor-command. */

@@ -16,6 +16,14 @@ import type {
   QMPEvent,
   StatusInfo,
 } from "./qapi.ts";
+import {
+  formatViolations,
+  type MigrationFeatures,
+  migrationFeatures,
+  type QmpSchema,
+  validateEventData,
+  validateReply,
+} from "./qmp-schema.ts";
 import { type Side, Timeline } from "./timeline.ts";
 
 export type { Side } from "./timeline.ts";
@@ -93,16 +101,39 @@ export class MigrationPair {
   /** Where the pair is: launch, configure, incoming, migrate, wait, verify, teardown. */
   phase = "launch";
   uri?: string;
+  /** Replies and events that broke their side's schema: a failure at the next wait. */
+  readonly violations: string[] = [];
   private wake: () => void = () => undefined;
   private closed = false;
+  private readonly schemas: Record<Side, QmpSchema>;
 
   private constructor(
     readonly source: Machine,
     readonly destination: Machine,
     readonly options: PairOptions,
     timeline: Timeline,
+    schemas: Record<Side, QmpSchema>,
   ) {
     this.timeline = timeline;
+    this.schemas = schemas;
+  }
+
+  /** That side's binary's schema (read at launch). */
+  schema(side: Side): QmpSchema {
+    return this.schemas[side];
+  }
+
+  /** Feature answers from that side's schema, by structure, never by version number. */
+  features(side: Side): MigrationFeatures {
+    return migrationFeatures(this.schemas[side]);
+  }
+
+  /** Record a schema violation (never thrown from an event hook: raised at the next wait). */
+  private checkSchema(side: Side, what: string, violations: ReturnType<typeof validateReply>): void {
+    if (violations.length === 0) return;
+    const text = `${side}: ${formatViolations(what, violations)}`;
+    this.violations.push(text);
+    this.timeline.record(side, "note", `schema violation: ${text}`);
   }
 
   machine(side: Side): Machine {
@@ -116,6 +147,13 @@ export class MigrationPair {
     const onEvent = (side: Side) => (dir: "sent" | "received", msg: unknown) => {
       if (dir === "received" && isEvent(msg)) {
         timeline.record(side, "event", msg);
+        if (pair && msg.event.startsWith("MIGRATION")) {
+          pair.checkSchema(
+            side,
+            `event ${msg.event}`,
+            validateEventData(pair.schemas[side], msg.event, msg.data),
+          );
+        }
         pair?.wake();
       }
     };
@@ -144,7 +182,19 @@ export class MigrationPair {
       await destination.shutdown();
       throw error;
     }
-    pair = new MigrationPair(source, destination, options, timeline);
+    try {
+      const [sourceSchema, destinationSchema] = await Promise.all([
+        source.schema(),
+        destination.schema(),
+      ]);
+      pair = new MigrationPair(source, destination, options, timeline, {
+        source: sourceSchema,
+        destination: destinationSchema,
+      });
+    } catch (error) {
+      await Promise.all([source.shutdown(), destination.shutdown()]);
+      throw error;
+    }
     try {
       await pair.configure();
     } catch (error) {
@@ -229,10 +279,12 @@ export class MigrationPair {
     const m = this.machine(side);
     const before = await m.qmp.execute<MigrationInfo>("query-migrate");
     this.timeline.record(side, "query-migrate", before);
+    this.checkSchema(side, "query-migrate", validateReply(this.schemas[side], "query-migrate", before));
     const infoMigrate = await m.hmp("info migrate");
     this.timeline.record(side, "info-migrate", infoMigrate);
     const migration = await m.qmp.execute<MigrationInfo>("query-migrate");
     this.timeline.record(side, "query-migrate", migration);
+    this.checkSchema(side, "query-migrate", validateReply(this.schemas[side], "query-migrate", migration));
     const snap = { migration, infoMigrate };
     this.options.onSnapshot?.(side, snap);
     return snap;
@@ -309,6 +361,12 @@ export class MigrationPair {
         throw await this.fail(
           `while waiting for ${what}: could not read the ${side}'s state: ${(error as Error).message}`,
           side,
+        );
+      }
+      if (this.violations.length > 0) {
+        throw await this.fail(
+          `while waiting for ${what}: replies broke their QEMU's own schema:\n${this.violations.join("\n")}`,
+          undefined,
         );
       }
       if (done(snaps)) return snaps;
@@ -423,6 +481,9 @@ export class MigrationPair {
       this.source.queryStatus(),
       destinationVm ?? this.destination.queryStatus(),
     ]);
+    if (this.violations.length > 0) {
+      throw await this.fail(`replies broke their QEMU's own schema:\n${this.violations.join("\n")}`, undefined);
+    }
     return {
       source: { ...source, vm: sourceVm, events: this.timeline.migrationEvents("source") },
       destination: {

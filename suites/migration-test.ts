@@ -1,6 +1,6 @@
 // The vitest fixture every migration suite uses: `launchPair` starts a MigrationPair inside the
 // run's temp root; whatever happens in the test, every pair it launched is shut down, and a
-// failing test gets both sides' diagnostics and the timeline attached to its report.
+// failing test gets both sides' diagnostics in its report.
 
 import { test as base, inject } from "vitest";
 import { MigrationPair, type PairOptions } from "../harness/migration.ts";
@@ -10,17 +10,19 @@ export interface MigrationFixtures {
 }
 
 export const test = base.extend<MigrationFixtures>({
-  launchPair: async ({ onTestFailed, annotate }, use) => {
+  launchPair: async ({ onTestFailed }, use) => {
     const pairs: MigrationPair[] = [];
-    onTestFailed(async () => {
+    // Vitest refuses annotations once a test has failed, so the diagnostics go in as an extra
+    // error of the failed test: the terminal report and JUnit both print it. A MigrationError
+    // already carries them in its message.
+    onTestFailed(({ task }) => {
+      const errors = task.result?.errors;
+      if (!errors || errors.some((e) => e.name === "MigrationError")) return;
       for (const [i, pair] of pairs.entries()) {
-        await annotate(`pair ${i + 1} diagnostics (phase ${pair.phase})`, "diagnostics", {
-          body: pair.diagnostics(),
-          contentType: "text/plain",
-        });
-        await annotate(`pair ${i + 1} timeline`, "timeline", {
-          body: JSON.stringify(pair.timeline, null, 1),
-          contentType: "application/json",
+        errors.push({
+          name: "MigrationDiagnostics",
+          message: `pair ${i + 1} of this test, phase ${pair.phase}:\n${pair.diagnostics()}`,
+          stack: "",
         });
       }
     });
