@@ -129,7 +129,11 @@ export class MigrationPair {
   }
 
   /** Record a schema violation (never thrown from an event hook: raised at the next wait). */
-  private checkSchema(side: Side, what: string, violations: ReturnType<typeof validateReply>): void {
+  private checkSchema(
+    side: Side,
+    what: string,
+    violations: ReturnType<typeof validateReply>,
+  ): void {
     if (violations.length === 0) return;
     const text = `${side}: ${formatViolations(what, violations)}`;
     this.violations.push(text);
@@ -279,12 +283,20 @@ export class MigrationPair {
     const m = this.machine(side);
     const before = await m.qmp.execute<MigrationInfo>("query-migrate");
     this.timeline.record(side, "query-migrate", before);
-    this.checkSchema(side, "query-migrate", validateReply(this.schemas[side], "query-migrate", before));
+    this.checkSchema(
+      side,
+      "query-migrate",
+      validateReply(this.schemas[side], "query-migrate", before),
+    );
     const infoMigrate = await m.hmp("info migrate");
     this.timeline.record(side, "info-migrate", infoMigrate);
     const migration = await m.qmp.execute<MigrationInfo>("query-migrate");
     this.timeline.record(side, "query-migrate", migration);
-    this.checkSchema(side, "query-migrate", validateReply(this.schemas[side], "query-migrate", migration));
+    this.checkSchema(
+      side,
+      "query-migrate",
+      validateReply(this.schemas[side], "query-migrate", migration),
+    );
     const snap = { migration, infoMigrate };
     this.options.onSnapshot?.(side, snap);
     return snap;
@@ -482,7 +494,10 @@ export class MigrationPair {
       destinationVm ?? this.destination.queryStatus(),
     ]);
     if (this.violations.length > 0) {
-      throw await this.fail(`replies broke their QEMU's own schema:\n${this.violations.join("\n")}`, undefined);
+      throw await this.fail(
+        `replies broke their QEMU's own schema:\n${this.violations.join("\n")}`,
+        undefined,
+      );
     }
     return {
       source: { ...source, vm: sourceVm, events: this.timeline.migrationEvents("source") },

@@ -58,13 +58,17 @@ const schema72 = loadSchema("7.2");
 const replies72 = loadReplies("7.2");
 
 /** What each release's schema must say, from qapi/migration.json history. */
-const EXPECTED: Record<string, Partial<MigrationFeatures> & { skipped: boolean }> = {
+const EXPECTED: Record<
+  string,
+  Partial<MigrationFeatures> & { skipped: boolean; newStatuses: string[] }
+> = {
   "7.2": {
     topLevelRemaining: false,
     destinationRamStats: false,
     migrateHasChannels: false,
     migrateIncomingHasExitOnError: false,
     skipped: true,
+    newStatuses: [],
   },
   "10.0": {
     topLevelRemaining: false,
@@ -72,6 +76,7 @@ const EXPECTED: Record<string, Partial<MigrationFeatures> & { skipped: boolean }
     migrateHasChannels: true,
     migrateIncomingHasExitOnError: true,
     skipped: false,
+    newStatuses: ["postcopy-recover-setup"],
   },
   "11.1": {
     topLevelRemaining: true,
@@ -79,6 +84,7 @@ const EXPECTED: Record<string, Partial<MigrationFeatures> & { skipped: boolean }
     migrateHasChannels: true,
     migrateIncomingHasExitOnError: true,
     skipped: false,
+    newStatuses: ["postcopy-recover-setup", "postcopy-device", "failing"],
   },
 };
 
@@ -97,7 +103,7 @@ describe("migration features, answered by each captured schema's structure", () 
     test.skipIf(!schema)(`${version}${schema ? "" : ` (${NOT_CAPTURED} for ${version})`}`, () => {
       if (!schema) return;
       const f = migrationFeatures(schema);
-      const { skipped, ...flags } = want;
+      const { skipped, newStatuses, ...flags } = want;
       expect(f).toMatchObject(flags);
 
       // The walk really reached MigrationInfo, MigrationStats, MigrationCapability, ...
@@ -119,6 +125,9 @@ describe("migration features, answered by each captured schema's structure", () 
       }
       for (const m of SOURCE_ONLY_RAM_STATS) expect(stats.get(m), m).toBe(false);
       expect(stats.has("skipped")).toBe(skipped);
+      for (const st of ["postcopy-recover-setup", "postcopy-device", "failing"]) {
+        expect(f.migrationStatuses.includes(st), `status ${st}`).toBe(newStatuses.includes(st));
+      }
     });
   }
 

@@ -32,7 +32,9 @@ describe("bad QEMU binaries", () => {
   test("a binary that is not QEMU (/bin/true)", async () => {
     const error = await Machine.launch({ name: "source", binary: "/bin/true" }).catch((e) => e);
     expect(error).toBeInstanceOf(QemuBinaryError);
-    expect(error.message).toMatch(/\/bin\/true -version printed nothing QEMU-like \(exit code 0, output \(no output\)\); expected "QEMU emulator version X.Y.Z"/);
+    expect(error.message).toMatch(
+      /\/bin\/true -version printed nothing QEMU-like \(exit code 0, output \(no output\)\); expected "QEMU emulator version X.Y.Z"/,
+    );
   });
 
   test("a QEMU whose monitor never greets is killed and reported", async () => {

@@ -100,9 +100,16 @@ function expectHmpMatchesQmpThroughout(timeline: Timeline, side: Side): void {
   }
 }
 
-function expectLegalEvents(pair: MigrationPair, side: Side, outcome: Outcome, events: string[]): void {
+function expectLegalEvents(
+  pair: MigrationPair,
+  side: Side,
+  outcome: Outcome,
+  events: string[],
+): void {
   const known = pair.features(side).migrationStatuses;
-  expect(checkMigrationEvents(side, outcome, events, known), `${side} MIGRATION events`).toEqual([]);
+  expect(checkMigrationEvents(side, outcome, events, known), `${side} MIGRATION events`).toEqual(
+    [],
+  );
 }
 
 function expectFinalBothSides(pair: MigrationPair, result: MigrationResult): void {
