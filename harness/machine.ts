@@ -19,6 +19,7 @@ import type { StatusInfo } from "./qapi.ts";
 import { probeQemuBinary, type QemuBinaryInfo } from "./qemu-binary.ts";
 import { QMPClient, QMPConnectError } from "./qmp.ts";
 import { QmpSchema } from "./qmp-schema.ts";
+import { readGuestRamFile } from "./ram-check.ts";
 
 // query-qmp-schema is hundreds of KiB: read once per binary, not per machine.
 const schemaCache = new Map<string, Promise<QmpSchema>>();
@@ -254,6 +255,22 @@ export class Machine {
       schema.catch(() => schemaCache.delete(this.binary.path));
     }
     return schema;
+  }
+
+  /**
+   * Guest-physical memory [address, address + length). With ramBackingFile it is read in place
+   * from the shared RAM file (guest-physical == file offset below 2 GiB on pc/q35); otherwise
+   * QEMU dumps it with pmemsave first. Stop the VM first for a consistent picture.
+   */
+  async readGuestMemory(address: number, length: number): Promise<Buffer> {
+    if (this.ramFile) return readGuestRamFile(this.ramFile, address, length);
+    const dump = join(this.dir, `pmemsave-${address.toString(16)}.bin`);
+    await this.qmp.execute("pmemsave", { val: address, size: length, filename: dump });
+    try {
+      return await readGuestRamFile(dump, 0, length);
+    } finally {
+      rmSync(dump, { force: true });
+    }
   }
 
   /** An HMP command through QMP's human-monitor-command. */

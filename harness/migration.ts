@@ -3,11 +3,23 @@
 // polling as the safety net. Both sides' query-migrate and info migrate are recorded into a
 // timeline on every wake-up, so a failure can say what each side last reported.
 
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AccelRequest } from "./accel.ts";
+import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
+import {
+  checkGuestRam,
+  type GuestOptions,
+  type PreparedGuest,
+  prepareGuest,
+  type RamIntegrity,
+  waitForGuestPasses,
+} from "./guest.ts";
 import { Machine, type MachineOptions } from "./machine.ts";
+import { registerPath, unregisterPath } from "./process-registry.ts";
 import type {
   MigrationCapabilityStatus,
   MigrationInfo,
@@ -43,6 +55,9 @@ export interface PairOptions {
   accel?: AccelRequest;
   machineType?: string;
   memoryMiB?: number;
+  /** The guest both sides run: the boot-block guest by default, checked after migration. */
+  guest?: GuestOptions;
+  /** Extra guest-loading arguments (a custom guest); the default guest is then "none". */
   guestArgs?: string[];
   /** Set on both sides; `events` is always on. */
   capabilities?: Record<string, boolean>;
@@ -76,6 +91,8 @@ export interface MigrationResult {
   durationMs: number;
   source: SideResult;
   destination: SideResult;
+  /** The guest's RAM verified on the destination (boot-block guest, unless disabled). */
+  ram?: RamIntegrity;
 }
 
 /** Something went wrong in a migration; says which side, which phase, what QEMU reported. */
@@ -113,6 +130,8 @@ export class MigrationPair {
     readonly options: PairOptions,
     timeline: Timeline,
     schemas: Record<Side, QmpSchema>,
+    readonly guest: PreparedGuest,
+    private readonly assetsDir: string,
   ) {
     this.timeline = timeline;
     this.schemas = schemas;
@@ -148,6 +167,23 @@ export class MigrationPair {
   static async launch(options: PairOptions = {}): Promise<MigrationPair> {
     const timeline = new Timeline();
     let pair: MigrationPair | undefined;
+    const memoryMiB = options.memoryMiB ?? 128;
+    const guestOptions: GuestOptions =
+      options.guest ?? (options.guestArgs ? { kind: "none" } : { kind: "bootblock" });
+    // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
+    const assetsDir = mkdtempSync(
+      join(options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? tmpdir(), "pair-"),
+    );
+    registerPath(assetsDir);
+    let guest: PreparedGuest;
+    try {
+      guest = await prepareGuest(guestOptions, memoryMiB, assetsDir);
+    } catch (error) {
+      rmSync(assetsDir, { recursive: true, force: true });
+      unregisterPath(assetsDir);
+      throw error;
+    }
+    const checksRam = guest.params !== undefined;
     const onEvent = (side: Side) => (dir: "sent" | "received", msg: unknown) => {
       if (dir === "received" && isEvent(msg)) {
         timeline.record(side, "event", msg);
@@ -168,22 +204,34 @@ export class MigrationPair {
         binary: own.binary ?? options.binary,
         accel: options.accel,
         machineType: options.machineType,
-        memoryMiB: options.memoryMiB,
-        guestArgs: options.guestArgs,
+        memoryMiB,
+        guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
         extraArgs: own.extraArgs,
-        ramBackingFile: own.ramBackingFile,
+        // The destination's RAM on a shared file: the RAM check reads it in place.
+        ramBackingFile: own.ramBackingFile ?? (side === "destination" && checksRam),
         incoming: side === "destination",
         parentDir: options.parentDir,
         startTimeoutMs: options.startTimeoutMs,
         onQmpMessage: onEvent(side),
       };
     };
-    const destination = await Machine.launch(common("destination"));
+    const dropAssets = () => {
+      rmSync(assetsDir, { recursive: true, force: true });
+      unregisterPath(assetsDir);
+    };
+    let destination: Machine;
+    try {
+      destination = await Machine.launch(common("destination"));
+    } catch (error) {
+      dropAssets();
+      throw error;
+    }
     let source: Machine;
     try {
       source = await Machine.launch(common("source"));
     } catch (error) {
       await destination.shutdown();
+      dropAssets();
       throw error;
     }
     try {
@@ -191,12 +239,18 @@ export class MigrationPair {
         source.schema(),
         destination.schema(),
       ]);
-      pair = new MigrationPair(source, destination, options, timeline, {
-        source: sourceSchema,
-        destination: destinationSchema,
-      });
+      pair = new MigrationPair(
+        source,
+        destination,
+        options,
+        timeline,
+        { source: sourceSchema, destination: destinationSchema },
+        guest,
+        assetsDir,
+      );
     } catch (error) {
       await Promise.all([source.shutdown(), destination.shutdown()]);
+      dropAssets();
       throw error;
     }
     try {
@@ -211,10 +265,27 @@ export class MigrationPair {
   private async configure(): Promise<void> {
     this.phase = "configure";
     const capabilities = { events: true, ...this.options.capabilities };
+    // A dirtying guest never converges under QEMU's default bandwidth and 300 ms limit: unless
+    // the caller chose them, the source gets parameters under which migrate() can complete.
+    const sourceChose =
+      choosesConvergence(this.options.parameters) ||
+      choosesConvergence(this.options.source?.parameters);
+    const defaults = this.guest.params && !sourceChose ? CONVERGING_PARAMETERS : {};
+    if (Object.keys(defaults).length > 0) {
+      this.timeline.record(
+        "harness",
+        "note",
+        `dirtying guest: converging parameters ${JSON.stringify(defaults)} set on the source`,
+      );
+    }
     await Promise.all(
       (["source", "destination"] as const).map(async (side) => {
         await this.setCapabilities(side, capabilities);
-        const parameters = { ...this.options.parameters, ...this.options[side]?.parameters };
+        const parameters = {
+          ...(side === "source" ? defaults : {}),
+          ...this.options.parameters,
+          ...this.options[side]?.parameters,
+        };
         if (Object.keys(parameters).length > 0) await this.setParameters(side, parameters);
       }),
     );
@@ -437,7 +508,10 @@ export class MigrationPair {
    * The whole precopy flow: incoming, migrate, both sides completed, destination running.
    * Returns the final state of both sides.
    */
-  async migrate(options: { timeoutMs?: number } = {}): Promise<MigrationResult> {
+  async migrate(
+    options: { timeoutMs?: number; ramCheck?: boolean } = {},
+  ): Promise<MigrationResult> {
+    await this.waitForGuest();
     const started = Date.now();
     const uri = await this.startIncoming();
     await this.startMigration(uri);
@@ -448,7 +522,44 @@ export class MigrationPair {
     const durationMs = Date.now() - started;
     this.phase = "verify";
     const destinationVm = await this.waitForVm("destination", (s) => s.running, "running");
-    return { uri, durationMs, ...(await this.finalState(destinationVm)) };
+    const final = { uri, durationMs, ...(await this.finalState(destinationVm)) };
+    if (options.ramCheck === false || !this.guest.params) return final;
+    const ram = await this.checkRam();
+    if (!ram.check.ok) {
+      throw await this.fail(
+        `guest RAM differs after migration: ${ram.check.summary}`,
+        "destination",
+      );
+    }
+    return { ...final, ram };
+  }
+
+  /** Before migrating: the guest runs on the source and is dirtying memory. */
+  async waitForGuest(): Promise<void> {
+    if (!this.guest.params) return;
+    this.phase = "guest-start";
+    try {
+      await waitForGuestPasses(this.source, 1);
+    } catch (error) {
+      throw await this.fail((error as Error).message, "source");
+    }
+  }
+
+  /**
+   * After a completed migration: the guest still runs on the destination, then (stopped) its
+   * RAM holds the boot-block pattern exactly. Recorded in the timeline; returned, not thrown, so
+   * a test can look at a failing check.
+   */
+  async checkRam(): Promise<RamIntegrity> {
+    this.phase = "ram-check";
+    let ram: RamIntegrity;
+    try {
+      ram = await checkGuestRam(this.destination, this.guest);
+    } catch (error) {
+      throw await this.fail((error as Error).message, "destination");
+    }
+    this.timeline.record("destination", "note", ram.check.summary);
+    return ram;
   }
 
   /** A migration that must fail on the source, e.g. to a port nobody listens on. */
@@ -536,6 +647,8 @@ export class MigrationPair {
     this.closed = true;
     this.phase = "teardown";
     await Promise.all([this.source.shutdown(), this.destination.shutdown()]);
+    rmSync(this.assetsDir, { recursive: true, force: true });
+    unregisterPath(this.assetsDir);
   }
 }
 

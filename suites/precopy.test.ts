@@ -156,6 +156,11 @@ describe.each(binaries)("precopy $label", (b) => {
       const result = await pair.migrate({ timeoutMs: 60_000 });
       expect(result.uri.startsWith(`${transport}:`)).toBe(true);
       expectFinalBothSides(pair, result);
+      expect(result.ram?.check.ok, result.ram?.check.summary ?? "no RAM check ran").toBe(true);
+      expect(
+        result.ram?.liveness.counterAfter,
+        "guest pass counter moved on the destination",
+      ).not.toBe(result.ram?.liveness.counterBefore);
       expectCountersMonotonic(pair.timeline);
       expectHmpMatchesQmpThroughout(pair.timeline, "source");
       expectHmpMatchesQmpThroughout(pair.timeline, "destination");

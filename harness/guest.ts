@@ -1,0 +1,160 @@
+// The guest a migration pair runs, and the proof that nothing was lost: the boot-block guest
+// (images/bootblock.bin) dirties one byte per page of a range pass after pass; after the
+// migration the destination must still be running it (pass markers keep coming, the pass counter
+// moves), and once stopped its RAM must hold the pattern exactly (ram-check.ts).
+
+import { join } from "node:path";
+import {
+  BOOTBLOCK_LAYOUT,
+  type BootblockBoot,
+  type BootblockParams,
+  bootblockQemuArgs,
+  parseBootblockSerial,
+  validateBootblockParams,
+  writeBootblockImage,
+} from "./guest-bootblock.ts";
+import type { Machine } from "./machine.ts";
+import { checkBootblockRam, type RamCheckResult, readBootblockStatus } from "./ram-check.ts";
+
+export type GuestOptions =
+  | {
+      kind: "bootblock";
+      /** End of the dirtied range in MiB (default: guest RAM minus 16 MiB). */
+      rangeEndMiB?: number;
+      /** Busy-loop iterations after each page write: 0 dirties as fast as the vCPU can. */
+      pageSpin?: number;
+      passSpin?: number;
+      boot?: BootblockBoot;
+    }
+  /** No guest code: firmware only (SeaBIOS finds nothing to boot). Nothing to check. */
+  | { kind: "none" };
+
+export interface PreparedGuest {
+  options: GuestOptions;
+  /** QEMU arguments that load it; the same on both sides. */
+  args: string[];
+  params?: Required<BootblockParams>;
+}
+
+export class GuestError extends Error {
+  override name = "GuestError";
+}
+
+/** Write the guest's image (if any) into `dir` and say how to boot it. */
+export async function prepareGuest(
+  options: GuestOptions,
+  memoryMiB: number,
+  dir: string,
+): Promise<PreparedGuest> {
+  if (options.kind === "none") return { options, args: [] };
+  const rangeEndMiB = options.rangeEndMiB ?? Math.max(2, memoryMiB - 16);
+  if (rangeEndMiB > memoryMiB) {
+    throw new GuestError(
+      `boot-block range end ${rangeEndMiB} MiB is beyond the guest's ${memoryMiB} MiB of RAM; lower rangeEndMiB or raise memoryMiB`,
+    );
+  }
+  const params = validateBootblockParams({
+    rangeEnd: rangeEndMiB * 1024 * 1024,
+    pageSpin: options.pageSpin ?? 0,
+    passSpin: options.passSpin ?? 0,
+  });
+  const image = join(dir, "bootblock.bin");
+  await writeBootblockImage(params, image);
+  return { options, args: bootblockQemuArgs(image, { boot: options.boot ?? "bios" }), params };
+}
+
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new GuestError(`${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Wait until the guest on `m` has started and finished at least `passes` passes. */
+export async function waitForGuestPasses(
+  m: Machine,
+  passes: number,
+  timeoutMs = 20_000,
+): Promise<number> {
+  return until(
+    `${m.name}: the boot-block guest did not print its start marker and ${passes} pass marker(s)`,
+    timeoutMs,
+    () => {
+      const state = parseBootblockSerial(m.serialText());
+      if (state.error) {
+        throw new GuestError(`${m.name}: the boot-block guest reported ${state.error}`);
+      }
+      return state.started && state.passes >= passes ? state.passes : undefined;
+    },
+  );
+}
+
+/** Pass markers a destination printed since it took over (it never saw the start marker). */
+function passMarkersSince(text: string): number {
+  return text.split(BOOTBLOCK_LAYOUT.markers.pass).length - 1;
+}
+
+export interface RamIntegrity {
+  /** The guest kept running on the destination: markers and pass counter after migration. */
+  liveness: { passMarkers: number; counterBefore: number; counterAfter: number };
+  check: RamCheckResult;
+}
+
+/**
+ * After a completed migration: prove the guest runs on the destination, stop it, and verify
+ * every page of the range. A missing status block or a counter that does not move is a failure
+ * of its own, reported before any page is looked at.
+ */
+export async function checkGuestRam(
+  destination: Machine,
+  guest: PreparedGuest,
+  timeoutMs = 10_000,
+): Promise<RamIntegrity> {
+  const params = guest.params;
+  if (!params) throw new GuestError("no boot-block guest on this pair: nothing to check");
+  const { passCounterAddress } = BOOTBLOCK_LAYOUT;
+  const readCounter = async () =>
+    readBootblockStatus(await destination.readGuestMemory(0, passCounterAddress + 8), 0);
+  const first = await readCounter();
+  if (!first) {
+    throw new GuestError(
+      `${destination.name}: no boot-block status block at 0x${BOOTBLOCK_LAYOUT.statusAddress.toString(16)} in guest RAM after migration`,
+    );
+  }
+  const passMarkers = await until(
+    `${destination.name}: no pass marker on the destination's serial console after migration (the guest is not running there)`,
+    timeoutMs,
+    () => {
+      const n = passMarkersSince(destination.serialText());
+      return n > 0 ? n : undefined;
+    },
+  );
+  const moved = await until(
+    `${destination.name}: the pass counter stayed at ${first.passCounter} after migration`,
+    timeoutMs,
+    async () => {
+      const now = await readCounter();
+      return now && now.passCounter !== first.passCounter ? now.passCounter : undefined;
+    },
+  );
+  await destination.qmp.execute("stop");
+  const mem = await destination.readGuestMemory(0, params.rangeEnd);
+  const status = readBootblockStatus(mem, 0);
+  const check = checkBootblockRam(mem, {
+    base: 0,
+    rangeStart: params.rangeStart,
+    rangeEnd: params.rangeEnd,
+    ...(status ? { passCounter: status.passCounter } : {}),
+  });
+  return {
+    liveness: { passMarkers, counterBefore: first.passCounter, counterAfter: moved },
+    check,
+  };
+}
