@@ -14,6 +14,26 @@ export default defineConfig({
     // Two cores: one migration pair at a time keeps timings honest and the machine responsive.
     fileParallelism: false,
     globalSetup: ["harness/vitest-global-setup.ts"],
+    // Select with `--tags-filter <name>`; tests must only use tags defined here.
+    tags: [
+      {
+        name: "vfio",
+        description:
+          "Migration with a passed-through VFIO device; needs a VFIO host (README: VFIO runner), skipped with the probe's reason otherwise",
+        timeout: 300_000,
+      },
+      {
+        name: "kvm",
+        description:
+          "Needs hardware KVM (kvm_intel / kvm_amd); skipped with a reason on TCG-only hosts",
+        timeout: 180_000,
+      },
+      {
+        name: "matrix",
+        description: "Runs across the QEMU version matrix (scripts/install-qemu-matrix)",
+        timeout: 300_000,
+      },
+    ],
     reporters: ["default"],
   },
 });
