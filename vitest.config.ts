@@ -34,6 +34,10 @@ export default defineConfig({
         timeout: 300_000,
       },
     ],
-    reporters: ["default"],
+    // With QEMU_MIGTEST_RESULTS set (CI), JUnit goes beside the run artefacts in that folder.
+    reporters: process.env.QEMU_MIGTEST_RESULTS ? ["default", "junit"] : ["default"],
+    ...(process.env.QEMU_MIGTEST_RESULTS
+      ? { outputFile: { junit: `${process.env.QEMU_MIGTEST_RESULTS}/junit.xml` } }
+      : {}),
   },
 });

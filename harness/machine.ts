@@ -2,9 +2,9 @@
 // Launch failures say what QEMU printed and how it ended; shutdown is quit, then SIGTERM, then
 // SIGKILL; the process registry covers every way the harness itself can end.
 
-import { closeSync, existsSync, openSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, rmSync, statfsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import pRetry, { AbortError } from "p-retry";
 import { dir as tmpDir } from "tmp-promise";
@@ -116,7 +116,7 @@ export class Machine {
   static async launch(options: MachineOptions): Promise<Machine> {
     const binary = await probeQemuBinary(options.binary ?? "qemu-system-x86_64");
     const accel = chooseAccel(options.accel ?? "auto", detectKvm(), binary.accels);
-    const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? tmpdir();
+    const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
     const tmp = await tmpDir({ tmpdir: parentDir, prefix: `${options.name.slice(0, 8)}-` });
     const dir = tmp.path;
     registerPath(dir);
@@ -129,9 +129,7 @@ export class Machine {
       );
     }
     const memoryMiB = options.memoryMiB ?? 128;
-    const ramFile = options.ramBackingFile
-      ? join(shmDir(), `qmt-${process.pid}-${Date.now()}-${options.name}.ram`)
-      : undefined;
+    const ramFile = options.ramBackingFile ? ramFilePath(dir) : undefined;
     const args = [
       "-name",
       options.name,
@@ -402,8 +400,22 @@ function cleanupPaths(dir: string, ramFile?: string): void {
   }
 }
 
-function shmDir(): string {
+const TMPFS_MAGIC = 0x01021994;
+
+/** Temp dirs go on tmpfs when there is one: guest RAM files then live inside them. */
+export function defaultParentDir(): string {
   return existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+}
+
+/**
+ * Where guest RAM goes when it must be readable in place: inside the machine's own dir when that
+ * is on tmpfs, so whatever removes the dir (shutdown, the exit hooks, the run-level sweep after a
+ * SIGKILL) removes the RAM too; else a uniquely named file on /dev/shm.
+ */
+function ramFilePath(dir: string): string {
+  if (statfsSync(dir).type === TMPFS_MAGIC) return join(dir, "guest.ram");
+  const shm = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  return join(shm, `qmt-${basename(dir)}.ram`);
 }
 
 function delay(ms: number): Promise<void> {

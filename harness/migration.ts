@@ -18,7 +18,7 @@ import {
   type RamIntegrity,
   waitForGuestPasses,
 } from "./guest.ts";
-import { Machine, type MachineOptions } from "./machine.ts";
+import { defaultParentDir, Machine, type MachineOptions } from "./machine.ts";
 import { registerPath, unregisterPath } from "./process-registry.ts";
 import type {
   MigrationCapabilityStatus,
@@ -172,7 +172,7 @@ export class MigrationPair {
       options.guest ?? (options.guestArgs ? { kind: "none" } : { kind: "bootblock" });
     // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
     const assetsDir = mkdtempSync(
-      join(options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? tmpdir(), "pair-"),
+      join(options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir(), "pair-"),
     );
     registerPath(assetsDir);
     let guest: PreparedGuest;

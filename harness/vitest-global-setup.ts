@@ -2,7 +2,7 @@
 // inside it), probes the QEMU binaries under test once, and at the end sweeps the root: any QEMU
 // still alive by its PID file is a leak, killed and reported as a failure of the run.
 
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
@@ -17,8 +17,9 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
-  // Short root: unix socket paths must stay under 108 bytes.
-  const runDir = mkdtempSync(join(tmpdir(), "qmt-"));
+  // Short root (unix socket paths must stay under 108 bytes), on tmpfs where there is one: guest
+  // RAM files then live inside machine dirs and go with the final sweep, whatever happened.
+  const runDir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "qmt-"));
   process.env.QEMU_MIGTEST_RUN_DIR = runDir;
   project.provide("runDir", runDir);
   project.provide("binaries", await selectBinariesUnderTest());

@@ -2,15 +2,17 @@
 // run's temp root; whatever happens in the test, every pair it launched is shut down, and a
 // failing test gets both sides' diagnostics in its report.
 
+import { join } from "node:path";
 import { test as base, inject } from "vitest";
 import { MigrationPair, type PairOptions } from "../harness/migration.ts";
+import { recordPair, saveRun, slugify } from "../harness/run-artefacts.ts";
 
 export interface MigrationFixtures {
   launchPair: (options?: PairOptions) => Promise<MigrationPair>;
 }
 
 export const test = base.extend<MigrationFixtures>({
-  launchPair: async ({ onTestFailed }, use) => {
+  launchPair: async ({ onTestFailed, task }, use) => {
     const pairs: MigrationPair[] = [];
     // Vitest refuses annotations once a test has failed, so the diagnostics go in as an extra
     // error of the failed test: the terminal report and JUnit both print it. A MigrationError
@@ -31,6 +33,24 @@ export const test = base.extend<MigrationFixtures>({
       pairs.push(pair);
       return pair;
     });
+    const results = process.env.QEMU_MIGTEST_RESULTS;
+    if (results) {
+      // The run artefact of every pair: $QEMU_MIGTEST_RESULTS/runs/<test name>-<n>.json.
+      const errors = task.result?.errors ?? [];
+      for (const [i, pair] of pairs.entries()) {
+        const run = await recordPair(pair, {
+          name: task.name,
+          verdicts: [
+            {
+              name: "test",
+              ok: errors.length === 0,
+              ...(errors[0] ? { detail: String(errors[0].message).split("\n")[0] } : {}),
+            },
+          ],
+        });
+        await saveRun(join(results, "runs"), run, `${slugify(task.name)}-${i + 1}`);
+      }
+    }
     await Promise.all(pairs.map((p) => p.close()));
   },
 });

@@ -97,6 +97,9 @@ describe.each(binaries)("no leaks $label", (b) => {
       started.dirs.every((d) => existsSync(d)),
       "dirs are still there before the sweep",
     ).toBe(true);
+    // The destination's guest RAM file (the RAM check reads it in place) is inside its dir.
+    const ramFiles = started.dirs.map((d) => join(d, "guest.ram")).filter((f) => existsSync(f));
+    expect(ramFiles.length, "guest RAM files to sweep, inside the machine dirs").toBeGreaterThan(0);
     const report = sweepRunDir(runDir);
     expect(report.killed, "the sweep found no QEMU left to kill").toEqual([]);
     for (const dir of started.dirs)

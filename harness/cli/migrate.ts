@@ -1,0 +1,289 @@
+// `qemu-migtest migrate`: one precopy migration between two fresh QEMUs, with live progress,
+// a summary of both sides and the guest RAM check at the end; optionally saved as a run file
+// and an HTML report.
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { AccelRequest } from "../accel.ts";
+import {
+  MigrationPair,
+  type MigrationResult,
+  type PairOptions,
+  type Transport,
+} from "../migration.ts";
+import type { MigrationParameters } from "../qapi.ts";
+import { resolveQemuBinary } from "../qemu-matrix.ts";
+import { renderReportHtml } from "../report-html.ts";
+import {
+  type RamCheckVerdict,
+  type RunRecord,
+  recordPair,
+  saveRun,
+  slugify,
+  type Verdict,
+} from "../run-artefacts.ts";
+import {
+  capabilities,
+  integer,
+  keyValues,
+  type OptionSpec,
+  oneOf,
+  parseFlags,
+  UsageError,
+} from "./args.ts";
+import { runSummary } from "./format.ts";
+import { Progress, type ProgressOutput } from "./progress.ts";
+
+export const GUESTS = ["bootblock", "none"] as const;
+export type Guest = (typeof GUESTS)[number];
+
+const MiB = 1024 * 1024;
+
+export const migrateOptions = {
+  binary: { type: "string" },
+  "source-binary": { type: "string" },
+  "destination-binary": { type: "string" },
+  accel: { type: "string" },
+  guest: { type: "string" },
+  transport: { type: "string" },
+  "memory-mib": { type: "string" },
+  "machine-type": { type: "string" },
+  capability: { type: "string", multiple: true },
+  parameter: { type: "string", multiple: true },
+  "max-bandwidth": { type: "string" },
+  "downtime-limit": { type: "string" },
+  "page-spin": { type: "string" },
+  "timeout-s": { type: "string" },
+  results: { type: "string" },
+  progress: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionSpec;
+
+export const migrateUsage = `usage: qemu-migtest migrate [options]
+
+One precopy migration between two fresh QEMUs on this machine. Prints both sides' QEMU, PID and
+temp dir, a live progress line (status, pass, transferred, remaining, throughput, dirty rate,
+expected downtime), then both sides' final query-migrate and info migrate and the RAM check.
+
+  --binary SPEC               QEMU for both sides: a path, a command on PATH, or a matrix name
+                              (7.2, 10.0, 11.1; see scripts/install-qemu-matrix). Default: qemu-system-x86_64
+  --source-binary SPEC        QEMU for the source only (cross-version migration)
+  --destination-binary SPEC   QEMU for the destination only
+  --accel auto|kvm|tcg        accelerator (default auto: KVM only when it is hardware KVM)
+  --guest bootblock|none      bootblock: the RAM-dirtying guest, checked byte by byte on the
+                              destination afterwards (default); none: firmware only, no RAM check
+  --transport tcp|unix        migration channel (default tcp on 127.0.0.1)
+  --memory-mib N              guest RAM (default 128)
+  --machine-type TYPE         -machine type (default pc; pin e.g. pc-i440fx-7.2 across versions)
+  --capability NAME[=on|off]  set a migration capability on both sides (repeatable)
+  --parameter NAME=VALUE      set a migration parameter on both sides (repeatable)
+  --max-bandwidth BYTES       source max-bandwidth in bytes/s (slow it down to watch it)
+  --downtime-limit MS         downtime-limit on both sides
+  --page-spin N               bootblock: busy-loop iterations after each page write (default 20000;
+                              0 dirties as fast as the vCPU can, which may never converge)
+  --timeout-s N               give up waiting for completion after N s (default 120)
+  --results DIR               save the run (DIR/runs/<name>.json) and its HTML report
+                              (DIR/reports/<name>.html); default $QEMU_MIGTEST_RESULTS if set
+  --progress auto|tty|plain|none
+                              live line on a TTY, a plain line per second otherwise (default auto)
+  -h, --help                  this text
+
+Exit status: 0 when both sides completed and the RAM check passed (or did not run), 1 otherwise,
+2 for a bad flag.`;
+
+export interface MigrateSettings {
+  sourceBinary: string;
+  destinationBinary: string;
+  accel: AccelRequest;
+  guest: Guest;
+  transport: Transport;
+  memoryMiB: number;
+  machineType?: string;
+  capabilities: Record<string, boolean>;
+  parameters: MigrationParameters;
+  sourceParameters: MigrationParameters;
+  pageSpin: number;
+  timeoutMs: number;
+  resultsDir?: string;
+  progress: "auto" | "tty" | "plain" | "none";
+}
+
+export function migrateSettings(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): MigrateSettings | "help" {
+  const { values: v, positionals } = parseFlags("qemu-migtest migrate", argv, migrateOptions);
+  if (v.help) return "help";
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `qemu-migtest migrate takes no positional arguments (got ${positionals.join(" ")}); see --help`,
+    );
+  }
+  const binary = v.binary ?? "qemu-system-x86_64";
+  const parameters: MigrationParameters = keyValues("--parameter", v.parameter);
+  const downtime = integer("--downtime-limit", v["downtime-limit"]);
+  if (downtime !== undefined) parameters["downtime-limit"] = downtime;
+  const bandwidth = integer("--max-bandwidth", v["max-bandwidth"]);
+  const memoryMiB = integer("--memory-mib", v["memory-mib"]) ?? 128;
+  if (memoryMiB < 16) throw new UsageError(`--memory-mib must be at least 16, not ${memoryMiB}`);
+  return {
+    sourceBinary: v["source-binary"] ?? binary,
+    destinationBinary: v["destination-binary"] ?? binary,
+    accel: oneOf("--accel", v.accel, ["auto", "kvm", "tcg"] as const, "auto"),
+    guest: oneOf("--guest", v.guest, GUESTS, "bootblock"),
+    transport: oneOf("--transport", v.transport, ["tcp", "unix"] as const, "tcp"),
+    memoryMiB,
+    ...(v["machine-type"] ? { machineType: v["machine-type"] } : {}),
+    capabilities: capabilities(v.capability),
+    parameters,
+    sourceParameters: bandwidth === undefined ? {} : { "max-bandwidth": bandwidth },
+    pageSpin: integer("--page-spin", v["page-spin"]) ?? 20000,
+    timeoutMs: (integer("--timeout-s", v["timeout-s"]) ?? 120) * 1000,
+    ...((v.results ?? env.QEMU_MIGTEST_RESULTS)
+      ? { resultsDir: v.results ?? env.QEMU_MIGTEST_RESULTS }
+      : {}),
+    progress: oneOf("--progress", v.progress, ["auto", "tty", "plain", "none"] as const, "auto"),
+  };
+}
+
+/** The dirtied range for a guest of `memoryMiB`: from 1 MiB, about 78% of RAM (100 of 128 MiB). */
+export function bootblockRange(memoryMiB: number): { rangeStart: number; rangeEnd: number } {
+  return { rangeStart: 1 * MiB, rangeEnd: Math.max(2, Math.floor((memoryMiB * 25) / 32)) * MiB };
+}
+
+export interface MigrateOutcome {
+  run: RunRecord;
+  ok: boolean;
+  files: { run?: string; report?: string };
+}
+
+/** Run one migration with `settings`, printing to `out`. Never throws for a failed migration. */
+export async function runMigrate(
+  settings: MigrateSettings,
+  out: ProgressOutput = process.stdout,
+): Promise<MigrateOutcome> {
+  const progressOut: ProgressOutput =
+    settings.progress === "auto"
+      ? out
+      : settings.progress === "none"
+        ? { write: () => undefined }
+        : { write: (t) => out.write(t), isTTY: settings.progress === "tty", columns: out.columns };
+  const progress = new Progress(progressOut);
+  const say = (text: string) => progress.line(text);
+  const [source, destination] = await Promise.all([
+    resolveQemuBinary(settings.sourceBinary),
+    resolveQemuBinary(settings.destinationBinary),
+  ]);
+
+  const range = bootblockRange(settings.memoryMiB);
+  let pair: MigrationPair | undefined;
+  const options: PairOptions = {
+    binary: source.path,
+    accel: settings.accel,
+    memoryMiB: settings.memoryMiB,
+    ...(settings.machineType ? { machineType: settings.machineType } : {}),
+    guest:
+      settings.guest === "bootblock"
+        ? { kind: "bootblock", rangeEndMiB: range.rangeEnd / MiB, pageSpin: settings.pageSpin }
+        : { kind: "none" },
+    capabilities: settings.capabilities,
+    parameters: settings.parameters,
+    transport: settings.transport,
+    source: { binary: source.path, parameters: settings.sourceParameters },
+    destination: { binary: destination.path },
+    onSnapshot: (side, snap) =>
+      progress.snapshot(
+        side,
+        snap,
+        pair?.timeline.of("source", "event").filter((e) => e.data.event === "MIGRATION_PASS")
+          .length,
+      ),
+  };
+  const extraOptions = {
+    guest: settings.guest,
+    ...(settings.guest === "bootblock"
+      ? { bootblock: { ...range, pageSpin: settings.pageSpin } }
+      : {}),
+  };
+  pair = await MigrationPair.launch(options);
+  let result: MigrationResult | undefined;
+  let failure: unknown;
+  let ramCheck: RamCheckVerdict | undefined;
+  const verdicts: Verdict[] = [];
+  try {
+    for (const side of ["source", "destination"] as const) {
+      const m = pair.machine(side);
+      say(
+        `${side}: QEMU ${m.binary.version} pid ${m.pid} accel ${m.accel.accel} (${m.accel.reason}) dir ${m.dir}`,
+      );
+    }
+    try {
+      // The RAM check runs below so that a failing one still gives its verdict and summary.
+      result = await pair.migrate({ timeoutMs: settings.timeoutMs, ramCheck: false });
+      progress.finish();
+      say(`migration over ${result.uri} completed in ${result.durationMs} ms`);
+      verdicts.push(
+        { name: "both sides completed", ok: true },
+        {
+          name: "destination VM running",
+          ok: result.destination.vm.running,
+          detail: result.destination.vm.status,
+        },
+      );
+      if (pair.guest.params) {
+        const { check } = await pair.checkRam();
+        ramCheck = { ok: check.ok, summary: check.summary };
+      }
+    } catch (error) {
+      progress.finish();
+      failure = error;
+      verdicts.push({ name: "both sides completed", ok: false, detail: firstLine(error) });
+    }
+    const run = await recordPair(pair, {
+      name: "qemu-migtest migrate",
+      ...(result ? { result } : {}),
+      ...(failure !== undefined ? { error: failure } : {}),
+      verdicts,
+      ...(ramCheck ? { ramCheck } : {}),
+      options: extraOptions,
+    });
+    const files: MigrateOutcome["files"] = settings.resultsDir
+      ? await saveArtefacts(settings.resultsDir, run)
+      : {};
+    say("");
+    say(runSummary(run));
+    if (failure !== undefined) say(`\nmigration FAILED: ${(failure as Error).message ?? failure}`);
+    if (files.run) say(`\nrun saved: ${files.run}`);
+    if (files.report) say(`report: ${files.report}`);
+    const ok = failure === undefined && (ramCheck?.ok ?? true) && verdicts.every((v) => v.ok);
+    return { run, ok, files };
+  } finally {
+    await pair.close();
+  }
+}
+
+async function saveArtefacts(
+  dir: string,
+  run: RunRecord,
+): Promise<{ run: string; report: string }> {
+  const base = `migrate-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  const runPath = await saveRun(join(dir, "runs"), run, slugify(base));
+  await mkdir(join(dir, "reports"), { recursive: true });
+  const reportPath = join(dir, "reports", `${slugify(base)}.html`);
+  await writeFile(reportPath, renderReportHtml(run));
+  return { run: runPath, report: reportPath };
+}
+
+function firstLine(error: unknown): string {
+  return String((error as Error)?.message ?? error).split("\n")[0] ?? "";
+}
+
+export async function migrateCommand(argv: string[]): Promise<number> {
+  const settings = migrateSettings(argv);
+  if (settings === "help") {
+    console.log(migrateUsage);
+    return 0;
+  }
+  const outcome = await runMigrate(settings);
+  return outcome.ok ? 0 : 1;
+}
