@@ -35,7 +35,8 @@ export default defineConfig({
       },
     ],
     // With QEMU_MIGTEST_RESULTS set (CI), JUnit goes beside the run artefacts in that folder.
-    reporters: process.env.QEMU_MIGTEST_RESULTS ? ["default", "junit"] : ["default"],
+    // verbose: every test with where it ran, and every skip with its reason.
+    reporters: process.env.QEMU_MIGTEST_RESULTS ? ["verbose", "junit"] : ["verbose"],
     ...(process.env.QEMU_MIGTEST_RESULTS
       ? { outputFile: { junit: `${process.env.QEMU_MIGTEST_RESULTS}/junit.xml` } }
       : {}),

@@ -3,7 +3,9 @@
 // migration the destination must still be running it (pass markers keep coming, the pass counter
 // moves), and once stopped its RAM must hold the pattern exactly (ram-check.ts).
 
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import type { AccelRequest } from "./accel.ts";
 import {
   BOOTBLOCK_LAYOUT,
   type BootblockBoot,
@@ -13,7 +15,7 @@ import {
   validateBootblockParams,
   writeBootblockImage,
 } from "./guest-bootblock.ts";
-import type { Machine } from "./machine.ts";
+import { defaultParentDir, Machine } from "./machine.ts";
 import { checkBootblockRam, type RamCheckResult, readBootblockStatus } from "./ram-check.ts";
 
 export type GuestOptions =
@@ -157,4 +159,54 @@ export async function checkGuestRam(
     liveness: { passMarkers, counterBefore: first.passCounter, counterAfter: moved },
     check,
   };
+}
+
+export interface DirtyRate {
+  pageSpin: number;
+  pagesPerSecond: number;
+  bytesPerSecond: number;
+}
+
+/**
+ * The boot-block guest's dirty rate with a given pageSpin on this host and accelerator, measured
+ * on a throwaway machine with a tiny range (many passes per second): the rate per page does not
+ * depend on the range. A test that needs a migration converging over several passes sets the
+ * bandwidth relative to this, so it holds on TCG and on hardware KVM alike.
+ */
+export async function measureDirtyRate(options: {
+  binary?: string;
+  accel?: AccelRequest;
+  pageSpin: number;
+  sampleMs?: number;
+  parentDir?: string;
+}): Promise<DirtyRate> {
+  const rangePages = 512;
+  const dir = mkdtempSync(join(options.parentDir ?? defaultParentDir(), "rate-"));
+  try {
+    const guest = await prepareGuest(
+      { kind: "bootblock", rangeEndMiB: 1 + (rangePages * 4) / 1024, pageSpin: options.pageSpin },
+      16,
+      dir,
+    );
+    const m = await Machine.launch({
+      name: "calibrate",
+      memoryMiB: 16,
+      guestArgs: guest.args,
+      parentDir: dir,
+      ...(options.binary ? { binary: options.binary } : {}),
+      ...(options.accel ? { accel: options.accel } : {}),
+    });
+    try {
+      const first = await waitForGuestPasses(m, 1);
+      const t0 = Date.now();
+      await new Promise((r) => setTimeout(r, options.sampleMs ?? 1000));
+      const passes = parseBootblockSerial(m.serialText()).passes - first;
+      const pagesPerSecond = (passes * rangePages * 1000) / (Date.now() - t0);
+      return { pageSpin: options.pageSpin, pagesPerSecond, bytesPerSecond: pagesPerSecond * 4096 };
+    } finally {
+      await m.shutdown();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -45,14 +45,9 @@ describe("detectStall", () => {
     expect(v.stalled).toBe(false);
   });
 
-  test("minDecrease: a token decrease is still a stall", () => {
-    const v = detectStall(
-      [s(1, 100 * MiB), s(2, 100 * MiB - 4096), s(3, 100 * MiB), s(4, 100 * MiB)],
-      {
-        passes: 3,
-        minDecrease: MiB,
-      },
-    );
-    expect(v.stalled).toBe(true);
+  test("a decrease within the ratio (the cached value's lag) is still a stall", () => {
+    const samples = [s(1, 111 * MiB), s(2, 105 * MiB), s(3, 108 * MiB), s(4, 100 * MiB)];
+    expect(detectStall(samples, { passes: 3, minDecreaseRatio: 0.25 }).stalled).toBe(true);
+    expect(detectStall(samples, { passes: 3, minDecreaseRatio: 0.05 }).stalled).toBe(false);
   });
 });

@@ -3,6 +3,8 @@
 // not decreased over N passes. Samples of 0 while RAM is still dirty are the cached value's
 // blind spot (it empties before the dirty-bitmap sync refills it) and are not counted as progress.
 
+import type { Timeline } from "./timeline.ts";
+
 export interface PassSample {
   /** MIGRATION_PASS `pass` (the dirty-sync count). */
   pass: number;
@@ -20,15 +22,16 @@ export interface StallVerdict {
 }
 
 /**
- * Not converging: over the last `passes` usable samples, `remaining` never went below the value
- * it had `passes` samples earlier (by more than `minDecrease` bytes).
+ * Not converging: over the last `passes` usable samples, `remaining` never fell below
+ * (1 - minDecreaseRatio) of the value it had `passes` samples earlier. The ratio absorbs the
+ * cached value's lag (about one rate-limit window of transfer), which is noise, not progress.
  */
 export function detectStall(
   all: readonly PassSample[],
-  options: { passes: number; minDecrease?: number },
+  options: { passes: number; minDecreaseRatio?: number },
 ): StallVerdict {
   const { passes } = options;
-  const minDecrease = options.minDecrease ?? 0;
+  const ratio = options.minDecreaseRatio ?? 0.25;
   const samples = all.filter((s) => !(s.remaining === 0 && (s.ramRemaining ?? 0) > 0));
   if (samples.length <= passes) {
     return {
@@ -40,11 +43,11 @@ export function detectStall(
   const window = samples.slice(-(passes + 1));
   const [first] = window;
   const best = Math.min(...window.slice(1).map((s) => s.remaining));
-  if (first && best >= first.remaining - minDecrease) {
+  if (first && best >= first.remaining * (1 - ratio)) {
     return {
       stalled: true,
       samples,
-      reason: `not converging: remaining was ${first.remaining} bytes at pass ${first.pass} and never dropped below ${best} bytes over the next ${passes} passes`,
+      reason: `not converging: remaining was ${first.remaining} bytes at pass ${first.pass} and its lowest over the next ${passes} passes was ${best} bytes (less than ${Math.round(ratio * 100)}% lower)`,
     };
   }
   return {
@@ -52,4 +55,25 @@ export function detectStall(
     samples,
     reason: `converging: remaining fell from ${first?.remaining} to ${best} bytes within ${passes} passes`,
   };
+}
+
+/**
+ * One sample per MIGRATION_PASS of the source: the first query-migrate the pair recorded after
+ * the event (the pair snapshots as soon as an event wakes it). Passes with no `remaining` in
+ * that reply (a QEMU without the member, or status no longer active) are left out.
+ */
+export function passSamples(timeline: Timeline): PassSample[] {
+  const out: PassSample[] = [];
+  const entries = timeline.entries.filter((e) => e.side === "source");
+  entries.forEach((e, i) => {
+    if (e.kind !== "event" || e.data.event !== "MIGRATION_PASS") return;
+    const reply = entries.slice(i + 1).find((x) => x.kind === "query-migrate");
+    if (reply?.kind !== "query-migrate" || reply.data.remaining === undefined) return;
+    out.push({
+      pass: Number(e.data.data?.pass),
+      remaining: reply.data.remaining,
+      ...(reply.data.ram ? { ramRemaining: reply.data.ram.remaining } : {}),
+    });
+  });
+  return out;
 }

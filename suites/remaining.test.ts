@@ -1,0 +1,237 @@
+// The system-wide `remaining` of query-migrate and the `Remaining:` line of info migrate
+// (system-wide-remaining.patch, QEMU 11.1). Whether a binary has it is read from its own schema;
+// where it does not, its absence is asserted on both interfaces.
+//
+// Measured on 11.1.3 (TCG, 128 MiB guest dirtying 111 MiB, no VFIO): `remaining` is a cached
+// estimate that lags `ram.remaining` by about one 100 ms rate-limit window of transfer (3.25 MiB
+// at 32 MiB/s, up to 22 MiB at 128 MiB/s), and reads 0 for a short window before each dirty-bitmap
+// sync while ram.remaining is the whole dirty range. The tolerance below follows from that.
+
+import { describe, expect, inject } from "vitest";
+import type { BinaryUnderTest } from "../harness/binaries-under-test.ts";
+import { CONVERGING_PARAMETERS } from "../harness/convergence.ts";
+import { measureDirtyRate } from "../harness/guest.ts";
+import { parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
+import type { MigrationPair } from "../harness/migration.ts";
+import { sizeMatches } from "../harness/qemu-size.ts";
+import { detectStall, passSamples } from "../harness/stall-detector.ts";
+import { test, where } from "./migration-test.ts";
+
+const binaries = inject("binaries");
+const MiB = 1024 * 1024;
+/** Source bandwidth while the migration is held active. */
+const HOLD_BANDWIDTH = 32 * MiB;
+/** The cached value may lag by this much transfer: three 100 ms rate-limit windows, + 1 MiB. */
+const lagBound = (bandwidth: number) => Math.round(bandwidth * 0.3) + MiB;
+const STALL_PASSES = 2;
+
+async function launch(
+  launchPair: (o: object) => Promise<MigrationPair>,
+  b: BinaryUnderTest,
+  parameters: Record<string, unknown>,
+  guest?: object,
+): Promise<MigrationPair> {
+  return launchPair({
+    binary: b.path,
+    accel: b.accelRequest,
+    memoryMiB: 64,
+    pollIntervalMs: 20,
+    source: { parameters },
+    ...(guest ? { guest } : {}),
+  });
+}
+
+/** Start migrating and wait until the source has done `syncs` dirty-bitmap syncs, still active. */
+async function holdActive(pair: MigrationPair, syncs: number): Promise<void> {
+  await pair.waitForGuest();
+  await pair.startMigration(await pair.startIncoming());
+  await pair.waitUntil(
+    `source dirty-sync-count >= ${syncs}`,
+    (s) => (s.source.migration.ram?.["dirty-sync-count"] ?? 0) >= syncs,
+    { timeoutMs: 60_000 },
+  );
+}
+
+describe.each(binaries)("system-wide remaining $label", (b) => {
+  test(`remaining is reported while active, agrees with ram.remaining and HMP, and is dropped at completion ${where(b)}`, async ({
+    launchPair,
+    skip,
+  }) => {
+    const pair = await launch(launchPair, b, {
+      "max-bandwidth": HOLD_BANDWIDTH,
+      "downtime-limit": 10,
+    });
+    if (!pair.features("source").topLevelRemaining) {
+      return skip(
+        `QEMU ${pair.source.binary.version}'s schema has no MigrationInfo.remaining (system-wide-remaining patch, QEMU 11.1); its absence is checked by the next test`,
+      );
+    }
+    await holdActive(pair, 4);
+
+    const active = pair.timeline
+      .of("source", "query-migrate")
+      .filter((s) => s.data.status === "active" && s.data.ram);
+    expect(active.length, "active source snapshots").toBeGreaterThan(10);
+    const lags: number[] = [];
+    let staleZeros = 0;
+    for (const { t, data } of active) {
+      expect(data.remaining, `source remaining at t=${t} ms (status active)`).toBeTypeOf("number");
+      const remaining = data.remaining as number;
+      const ram = data.ram?.remaining ?? 0;
+      if (remaining === 0 && ram > 0) {
+        staleZeros++;
+        continue;
+      }
+      const lag = remaining - ram;
+      lags.push(lag);
+      expect(
+        Math.abs(lag),
+        `t=${t} ms: remaining ${remaining} vs ram.remaining ${ram}: lag ${lag} bytes beyond ${lagBound(HOLD_BANDWIDTH)} (3 rate-limit windows at ${HOLD_BANDWIDTH} B/s + 1 MiB)`,
+      ).toBeLessThanOrEqual(lagBound(HOLD_BANDWIDTH));
+    }
+    // The stale zero is a short window before each sync, never the usual reading.
+    expect(staleZeros, `snapshots reading 0 while RAM was dirty, of ${active.length}`).toBeLessThan(
+      active.length / 5,
+    );
+    lags.sort((x, y) => x - y);
+    pair.timeline.record(
+      "harness",
+      "note",
+      `remaining - ram.remaining over ${lags.length} samples: min ${lags[0]}, median ${lags[lags.length >> 1]}, max ${lags.at(-1)}; stale zeros ${staleZeros}`,
+    );
+
+    // HMP's Remaining: is the QMP value within size_to_str's rounding, between the two QMP reads.
+    const brackets = pair.timeline
+      .hmpBrackets("source")
+      .filter((x) => x.stable && x.after.status === "active");
+    expect(brackets.length).toBeGreaterThan(5);
+    for (const x of brackets) {
+      const hmp = parseInfoMigrate(x.text);
+      const lo = Math.min(x.before.remaining ?? 0, x.after.remaining ?? 0);
+      const hi = Math.max(x.before.remaining ?? 0, x.after.remaining ?? 0);
+      expect(hmp.remaining, `HMP Remaining: line at t=${x.t} ms:\n${x.text}`).toBeDefined();
+      const r = hmp.remaining;
+      if (!r) continue;
+      const agrees = sizeMatches(lo, r) || sizeMatches(hi, r) || (r.min <= hi && r.max >= lo);
+      expect(
+        agrees,
+        `HMP "Remaining: ${r.text}" (${r.min}..${r.max}) vs QMP remaining ${lo}..${hi}`,
+      ).toBe(true);
+    }
+    // The destination reports no system-wide remaining, on either interface.
+    for (const { t, data } of pair.timeline.of("destination", "query-migrate")) {
+      expect(data.remaining, `destination remaining at t=${t} ms`).toBeUndefined();
+    }
+    for (const { t, data } of pair.timeline.of("destination", "info-migrate")) {
+      expect(parseInfoMigrate(data).remaining, `destination HMP at t=${t} ms`).toBeUndefined();
+    }
+
+    // At completion 11.1 reports no remaining (fill_source_migration_info fills it only while
+    // the migration runs): neither member nor HMP line.
+    await pair.setParameters("source", CONVERGING_PARAMETERS);
+    const done = await pair.waitForStatus(
+      { source: ["completed"], destination: ["completed"] },
+      { timeoutMs: 30_000 },
+    );
+    expect(done.source.migration.remaining, "source remaining after completion").toBeUndefined();
+    expect(
+      parseInfoMigrate(done.source.infoMigrate).remaining,
+      "source HMP Remaining: after completion",
+    ).toBeUndefined();
+    await pair.waitForVm("destination", (s) => s.running, "running");
+    const ram = await pair.checkRam();
+    expect(ram.check.ok, ram.check.summary).toBe(true);
+  });
+
+  test(`remaining is absent on both interfaces where the schema lacks it ${where(b)}`, async ({
+    launchPair,
+    skip,
+  }) => {
+    const pair = await launch(launchPair, b, {
+      "max-bandwidth": HOLD_BANDWIDTH,
+      "downtime-limit": 10,
+    });
+    if (pair.features("source").topLevelRemaining) {
+      return skip(
+        `QEMU ${pair.source.binary.version}'s schema has MigrationInfo.remaining: checked by the test above`,
+      );
+    }
+    await holdActive(pair, 2);
+    await pair.setParameters("source", CONVERGING_PARAMETERS);
+    await pair.waitForStatus(
+      { source: ["completed"], destination: ["completed"] },
+      { timeoutMs: 30_000 },
+    );
+    for (const side of ["source", "destination"] as const) {
+      for (const { t, data } of pair.timeline.of(side, "query-migrate")) {
+        expect(data.remaining, `${side} remaining at t=${t} ms`).toBeUndefined();
+      }
+      for (const { t, data } of pair.timeline.of(side, "info-migrate")) {
+        expect(data, `${side} info migrate at t=${t} ms`).not.toMatch(/^Remaining:/m);
+      }
+    }
+    expect(
+      pair.timeline.of("source", "query-migrate").some((s) => s.data.status === "active"),
+    ).toBe(true);
+  });
+
+  test(`stall detection flags a forced non-converging migration ${where(b)}`, async ({
+    launchPair,
+    skip,
+  }) => {
+    const pair = await launch(launchPair, b, {
+      "max-bandwidth": HOLD_BANDWIDTH,
+      "downtime-limit": 10,
+    });
+    if (!pair.features("source").topLevelRemaining) {
+      return skip(
+        `QEMU ${pair.source.binary.version} has no system-wide remaining to sample (11.1 feature)`,
+      );
+    }
+    await holdActive(pair, 6);
+    const verdict = detectStall(passSamples(pair.timeline), { passes: STALL_PASSES });
+    expect(verdict.samples.length, "usable pass samples").toBeGreaterThan(STALL_PASSES);
+    expect(verdict.stalled, verdict.reason).toBe(true);
+    expect(pair.timeline.last("source", "query-migrate")?.data.status).toBe("active");
+  });
+
+  test(`stall detection does not flag a migration converging over several passes ${where(b)}`, async ({
+    launchPair,
+    skip,
+  }) => {
+    const probe = await launch(launchPair, b, {}, { kind: "none" });
+    const has = probe.features("source").topLevelRemaining;
+    await probe.close();
+    if (!has)
+      return skip(`QEMU ${b.version} has no system-wide remaining to sample (11.1 feature)`);
+    // Bandwidth 8x the guest's dirty rate: each pass leaves about 1/8 of the one before.
+    let rate = await measureDirtyRate({ binary: b.path, accel: b.accelRequest, pageSpin: 100_000 });
+    const spin = Math.max(1, Math.round((100_000 * rate.bytesPerSecond) / (8 * MiB)));
+    rate = await measureDirtyRate({ binary: b.path, accel: b.accelRequest, pageSpin: spin });
+    const bandwidth = Math.max(4 * MiB, Math.round(8 * rate.bytesPerSecond));
+    const pair = await launch(
+      launchPair,
+      b,
+      { "max-bandwidth": bandwidth, "downtime-limit": 5 },
+      { kind: "bootblock", pageSpin: spin, rangeEndMiB: 48 },
+    );
+    await pair.waitForGuest();
+    await pair.startMigration(await pair.startIncoming());
+    await pair.waitForStatus(
+      { source: ["completed"], destination: ["completed"] },
+      { timeoutMs: 60_000 },
+    );
+    const samples = passSamples(pair.timeline);
+    pair.timeline.record(
+      "harness",
+      "note",
+      `dirty rate ${Math.round(rate.bytesPerSecond)} B/s at pageSpin ${spin}; bandwidth ${bandwidth}; samples ${JSON.stringify(samples)}`,
+    );
+    const verdict = detectStall(samples, { passes: STALL_PASSES });
+    expect(
+      verdict.samples.length,
+      `enough passes to judge: ${JSON.stringify(samples)}`,
+    ).toBeGreaterThan(STALL_PASSES);
+    expect(verdict.stalled, verdict.reason).toBe(false);
+  });
+});
