@@ -1,0 +1,42 @@
+// The destination's query-migrate after completion (destination-ram-stats.patch, proposed, not
+// merged): a contract on every QEMU. Where the destination's schema makes the source-only
+// MigrationStats members optional, the patch's figures must be there and consistent; where it
+// does not, today's released behaviour (status only) must hold exactly. No QEMU in Debian has the
+// patch: on this matrix the "present" branch is proven by the unit test in
+// harness/destination-stats.test.ts over a reply shaped like the patch's own example.
+
+import { describe, expect, inject } from "vitest";
+import { checkDestinationStats } from "../harness/destination-stats.ts";
+import { parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
+import { expectCompletedMigration } from "./expect-migration.ts";
+import { test, where } from "./migration-test.ts";
+
+const binaries = inject("binaries");
+const MEMORY_MIB = 128;
+
+describe.each(binaries)("destination statistics $label", (b) => {
+  test(`the destination's query-migrate after completion keeps the contract its schema implies ${where(b)}`, async ({
+    launchPair,
+  }) => {
+    const pair = await launchPair({ binary: b.path, accel: b.accelRequest, memoryMiB: MEMORY_MIB });
+    const patched = pair.features("destination").destinationRamStats;
+    const result = await pair.migrate();
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    const dst = result.destination.migration;
+    expect(
+      checkDestinationStats(dst, result.source.migration, patched),
+      JSON.stringify(dst),
+    ).toEqual([]);
+    const hmp = parseInfoMigrate(result.destination.infoMigrate);
+    if (patched) {
+      expect(hmp.ram, "destination HMP RAM figures (patched schema)").toBeDefined();
+    } else {
+      // Released: HMP shows the status and no RAM block on the destination.
+      expect(
+        hmp.ram,
+        `destination info migrate:\n${result.destination.infoMigrate}`,
+      ).toBeUndefined();
+      expect(hmp.status).toBe("completed");
+    }
+  });
+});

@@ -1,0 +1,155 @@
+// Checks every migration suite makes on both sides and both interfaces: final states, legal
+// MIGRATION event paths, RAM statistics, counters over time, and HMP against QMP throughout.
+
+import { expect } from "vitest";
+import { compareWithQmp, parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
+import type { MigrationPair, MigrationResult } from "../harness/migration.ts";
+import { checkMigrationEvents, type Outcome } from "../harness/migration-events.ts";
+import type { MigrationInfo, MigrationStats } from "../harness/qapi.ts";
+import type { Side, Timeline } from "../harness/timeline.ts";
+
+const FINAL = ["completed", "failed", "cancelled"];
+
+/** MigrationStats members that count work done: on the source they never go down. */
+const SOURCE_COUNTERS = [
+  "transferred",
+  "duplicate",
+  "normal",
+  "normal-bytes",
+  "dirty-sync-count",
+  "precopy-bytes",
+  "downtime-bytes",
+  "postcopy-bytes",
+  "multifd-bytes",
+] as const satisfies readonly (keyof MigrationStats)[];
+
+export function expectSourceRamConsistent(
+  ram: MigrationStats | undefined,
+  memoryMiB: number,
+): void {
+  expect(ram, "source query-migrate has no ram member after completion").toBeDefined();
+  if (!ram) return;
+  expect(ram.remaining, "ram.remaining after completion").toBe(0);
+  expect(ram.total, "ram.total covers the guest RAM").toBeGreaterThanOrEqual(memoryMiB << 20);
+  expect(ram["page-size"], "ram.page-size (x86 target page)").toBe(4096);
+  expect(ram["normal-bytes"], "ram.normal-bytes = normal x page-size").toBe(
+    ram.normal * ram["page-size"],
+  );
+  const parts =
+    (ram["precopy-bytes"] ?? 0) + (ram["downtime-bytes"] ?? 0) + (ram["postcopy-bytes"] ?? 0);
+  expect(
+    ram.transferred,
+    "ram.transferred >= precopy + downtime + postcopy bytes",
+  ).toBeGreaterThanOrEqual(parts);
+  expect(
+    ram["dirty-sync-count"],
+    "ram.dirty-sync-count: at least the first sync",
+  ).toBeGreaterThanOrEqual(1);
+}
+
+/** Every counter of every source snapshot is >= the one before it. */
+export function expectCountersMonotonic(timeline: Timeline): void {
+  const snaps = timeline.of("source", "query-migrate").filter((s) => s.data.ram);
+  for (let i = 1; i < snaps.length; i++) {
+    const [before, after] = [snaps[i - 1], snaps[i]];
+    if (!before?.data.ram || !after?.data.ram) continue;
+    for (const c of SOURCE_COUNTERS) {
+      const a = before.data.ram[c];
+      const b = after.data.ram[c];
+      if (a === undefined || b === undefined) continue;
+      expect(
+        b,
+        `source ram.${c} went down from ${a} (t=${before.t} ms) to ${b} (t=${after.t} ms)`,
+      ).toBeGreaterThanOrEqual(a);
+    }
+  }
+}
+
+/**
+ * Each HMP snapshot agrees with QMP. Where the status did not move while HMP printed, the text
+ * must match the QMP state (values may still move while live, presence may not); where it moved,
+ * HMP must show one of the two states it was printed between.
+ */
+export function expectHmpMatchesQmpThroughout(timeline: Timeline, side: Side): void {
+  const brackets = timeline.hmpBrackets(side);
+  expect(
+    brackets.length,
+    `${side}: info migrate snapshots bracketed by query-migrate`,
+  ).toBeGreaterThan(0);
+  for (const b of brackets) {
+    const parsed = parseInfoMigrate(b.text);
+    const at = `${side} info migrate at t=${b.t} ms`;
+    expect(parsed.unknownLines, `${at} has lines the parser does not know`).toEqual([]);
+    if (!b.stable) {
+      expect(
+        [b.before.status, b.after.status],
+        `${at}: HMP status between two QMP reads`,
+      ).toContain(parsed.status);
+      continue;
+    }
+    const live = !FINAL.includes(b.after.status ?? "");
+    expect(
+      compareWithQmp(parsed, b.after, { live }),
+      `${at}:\nHMP:\n${b.text}\nQMP: ${JSON.stringify(b.after)}`,
+    ).toEqual([]);
+  }
+}
+
+export function expectLegalEvents(
+  pair: MigrationPair,
+  side: Side,
+  outcome: Outcome,
+  events: string[],
+): void {
+  const known = pair.features(side).migrationStatuses;
+  expect(checkMigrationEvents(side, outcome, events, known), `${side} MIGRATION events`).toEqual(
+    [],
+  );
+}
+
+export function expectFinalBothSides(
+  pair: MigrationPair,
+  result: MigrationResult,
+  memoryMiB: number,
+): void {
+  const src = result.source;
+  const dst = result.destination;
+  expect(src.migration.status, "source query-migrate status").toBe("completed");
+  expect(dst.migration.status, "destination query-migrate status").toBe("completed");
+  expect(src.vm.status, "source VM run state after migration").toBe("postmigrate");
+  expect(src.vm.running, "source VM must be stopped").toBe(false);
+  expect(dst.vm.running, `destination VM must run (query-status: ${dst.vm.status})`).toBe(true);
+  expectLegalEvents(pair, "source", "completed", src.events);
+  expectLegalEvents(pair, "destination", "completed", dst.events);
+
+  expectSourceRamConsistent(src.migration.ram, memoryMiB);
+  const m: MigrationInfo = src.migration;
+  expect(m["total-time"], "source total-time").toBeGreaterThan(0);
+  expect(m["total-time"] ?? 0, "source total-time >= setup-time").toBeGreaterThanOrEqual(
+    m["setup-time"] ?? 0,
+  );
+  expect(m.downtime, "source downtime after completion").toBeGreaterThanOrEqual(0);
+
+  for (const side of ["source", "destination"] as const) {
+    const parsed = parseInfoMigrate(result[side].infoMigrate);
+    expect(parsed.status, `${side} HMP status`).toBe("completed");
+    expect(parsed.unknownLines, `${side} HMP lines the parser does not know`).toEqual([]);
+    expect(
+      compareWithQmp(parsed, result[side].migration, { live: false }),
+      `${side} final HMP vs QMP`,
+    ).toEqual([]);
+  }
+}
+
+/** The whole set for a completed migration: final states, then everything over the timeline. */
+export function expectCompletedMigration(
+  pair: MigrationPair,
+  result: MigrationResult,
+  memoryMiB: number,
+): void {
+  expectFinalBothSides(pair, result, memoryMiB);
+  expect(result.ram?.check.ok, result.ram?.check.summary ?? "no RAM check ran").toBe(true);
+  expectCountersMonotonic(pair.timeline);
+  expectHmpMatchesQmpThroughout(pair.timeline, "source");
+  expectHmpMatchesQmpThroughout(pair.timeline, "destination");
+}
