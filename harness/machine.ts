@@ -143,10 +143,9 @@ export class Machine {
       "-no-user-config",
       "-display",
       "none",
-      "-chardev",
-      `socket,id=qmp,path=${qmpSocket},server=on,wait=off`,
-      "-mon",
-      "chardev=qmp,mode=control",
+      // -qmp, not -chardev + -mon: 11.1 warns that -mon is deprecated.
+      "-qmp",
+      `unix:${qmpSocket},server=on,wait=off`,
       "-chardev",
       `file,id=serial0,path=${join(dir, "serial.log")}`,
       "-serial",
