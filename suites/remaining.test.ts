@@ -52,20 +52,33 @@ async function holdActive(pair: MigrationPair, syncs: number): Promise<void> {
   );
 }
 
+/** A pair held active by a low bandwidth, or a skip with `reason` when QEMU lacks `remaining`. */
+async function heldPairWithRemaining(
+  launchPair: (o: object) => Promise<MigrationPair>,
+  b: BinaryUnderTest,
+  skip: (note: string) => never,
+  reason: (version: string) => string,
+): Promise<MigrationPair> {
+  const pair = await launch(launchPair, b, {
+    "max-bandwidth": HOLD_BANDWIDTH,
+    "downtime-limit": 10,
+  });
+  if (!pair.features("source").topLevelRemaining) skip(reason(pair.source.binary.version));
+  return pair;
+}
+
 describe.each(binaries)("system-wide remaining $label", (b) => {
   test(`remaining is reported while active, agrees with ram.remaining and HMP, and is dropped at completion ${where(b)}`, async ({
     launchPair,
     skip,
   }) => {
-    const pair = await launch(launchPair, b, {
-      "max-bandwidth": HOLD_BANDWIDTH,
-      "downtime-limit": 10,
-    });
-    if (!pair.features("source").topLevelRemaining) {
-      return skip(
-        `QEMU ${pair.source.binary.version}'s schema has no MigrationInfo.remaining (system-wide-remaining patch, QEMU 11.1); its absence is checked by the next test`,
-      );
-    }
+    const pair = await heldPairWithRemaining(
+      launchPair,
+      b,
+      skip,
+      (v) =>
+        `QEMU ${v}'s schema has no MigrationInfo.remaining (system-wide-remaining patch, QEMU 11.1); its absence is checked by the next test`,
+    );
     await holdActive(pair, 4);
 
     const active = pair.timeline
@@ -179,15 +192,12 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
     launchPair,
     skip,
   }) => {
-    const pair = await launch(launchPair, b, {
-      "max-bandwidth": HOLD_BANDWIDTH,
-      "downtime-limit": 10,
-    });
-    if (!pair.features("source").topLevelRemaining) {
-      return skip(
-        `QEMU ${pair.source.binary.version} has no system-wide remaining to sample (11.1 feature)`,
-      );
-    }
+    const pair = await heldPairWithRemaining(
+      launchPair,
+      b,
+      skip,
+      (v) => `QEMU ${v} has no system-wide remaining to sample (11.1 feature)`,
+    );
     await holdActive(pair, 6);
     const verdict = detectStall(passSamples(pair.timeline), { passes: STALL_PASSES });
     expect(verdict.samples.length, "usable pass samples").toBeGreaterThan(STALL_PASSES);

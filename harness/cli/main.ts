@@ -1,5 +1,6 @@
 // qemu-migtest: the command a QEMU migration developer runs. One subcommand per file.
 
+import { abOptions, runAb } from "./ab.ts";
 import { type OptionSpec, UsageError } from "./args.ts";
 import { migrateCommand, migrateOptions } from "./migrate.ts";
 import { probeCommand, probeOptions } from "./probe.ts";
@@ -34,6 +35,12 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
     summary: "render the HTML report (or a text summary) of a saved run",
     options: reportOptions,
     run: reportCommand,
+  },
+  ab: {
+    summary:
+      "build QEMU with and without a patch, run the same migration on both, report the differences",
+    options: abOptions,
+    run: runAb,
   },
 };
 
