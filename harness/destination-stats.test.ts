@@ -9,7 +9,10 @@ import { checkDestinationStats } from "./destination-stats.ts";
 import type { MigrationInfo } from "./qapi.ts";
 
 const example = JSON.parse(
-  readFileSync(new URL("./fixtures/qmp-schema/destination-ram-stats-example.json", import.meta.url), "utf8"),
+  readFileSync(
+    new URL("./fixtures/qmp-schema/destination-ram-stats-example.json", import.meta.url),
+    "utf8",
+  ),
 ).qmp as MigrationInfo;
 
 /** Constructed: a completed source reply that sent what the example's destination received. */
@@ -40,7 +43,9 @@ describe("destination-ram-stats contract", () => {
 
   test("the same reply on an unpatched schema breaks the released behaviour", () => {
     expect(checkDestinationStats(example, source, false)).toEqual([
-      expect.stringMatching(/released behaviour is \{"status": "completed"\} .* also reports total-time, ram/),
+      expect.stringMatching(
+        /released behaviour is \{"status": "completed"\} .* also reports total-time, ram/,
+      ),
     ]);
   });
 
@@ -48,7 +53,9 @@ describe("destination-ram-stats contract", () => {
     expect(checkDestinationStats({ status: "completed" }, source, false)).toEqual([]);
     const problems = checkDestinationStats({ status: "completed" }, source, true);
     expect(problems).toContain("destination total-time is undefined; the patch reports it (> 0)");
-    expect(problems).toContain("destination reports no ram member; the patch fills it after completion");
+    expect(problems).toContain(
+      "destination reports no ram member; the patch fills it after completion",
+    );
   });
 
   test("a wrong formula, a source-only member and a page count that differs from the source are each named", () => {
@@ -60,7 +67,9 @@ describe("destination-ram-stats contract", () => {
     const problems = checkDestinationStats(bad, source, true);
     expect(problems).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^destination ram\.mbps \(transferred x 8 \/ total-time \/ 1000\) is 50, expected 97\.95/),
+        expect.stringMatching(
+          /^destination ram\.mbps \(transferred x 8 \/ total-time \/ 1000\) is 50, expected 97\.95/,
+        ),
         "destination ram.dirty-sync-count is present; the patch leaves source-only members out",
         "destination ram.duplicate (the source's zero pages) is 135100, expected 135101",
       ]),

@@ -57,7 +57,9 @@ export function checkDestinationStats(
   }
   for (const member of SOURCE_ONLY_RAM_STATS) {
     if (member in ram) {
-      problems.push(`destination ram.${member} is present; the patch leaves source-only members out`);
+      problems.push(
+        `destination ram.${member} is present; the patch leaves source-only members out`,
+      );
     }
   }
   const eq = (what: string, actual: number, expected: number, tolerance = 0) => {
@@ -70,7 +72,12 @@ export function checkDestinationStats(
   eq("ram.transferred (normal-bytes: pages received)", ram.transferred, ram["normal-bytes"]);
   if (typeof time === "number" && time > 0) {
     // The patch's formulas; pages-per-second is a truncated integer in QAPI.
-    eq("ram.mbps (transferred x 8 / total-time / 1000)", ram.mbps, (ram.transferred * 8) / time / 1000, 1e-6);
+    eq(
+      "ram.mbps (transferred x 8 / total-time / 1000)",
+      ram.mbps,
+      (ram.transferred * 8) / time / 1000,
+      1e-6,
+    );
     eq(
       "ram.pages-per-second ((normal + duplicate) x 1000 / total-time)",
       ram["pages-per-second"],

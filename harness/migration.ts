@@ -5,7 +5,6 @@
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AccelRequest } from "./accel.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";

@@ -13,7 +13,12 @@ import { CONVERGING_PARAMETERS } from "../harness/convergence.ts";
 import { measureDirtyRate } from "../harness/guest.ts";
 import { parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
 import type { MigrationPair } from "../harness/migration.ts";
-import { sizeMatches } from "../harness/qemu-size.ts";
+import {
+  checkAbsent,
+  checkHmpAgreesWithQmp,
+  checkPresentWhileActive,
+  snapshotsFromTimeline,
+} from "../harness/remaining-checks.ts";
 import { detectStall, passSamples } from "../harness/stall-detector.ts";
 import { test, where } from "./migration-test.ts";
 
@@ -113,31 +118,17 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
       `remaining - ram.remaining over ${lags.length} samples: min ${lags[0]}, median ${lags[lags.length >> 1]}, max ${lags.at(-1)}; stale zeros ${staleZeros}`,
     );
 
-    // HMP's Remaining: is the QMP value within size_to_str's rounding, between the two QMP reads.
-    const brackets = pair.timeline
-      .hmpBrackets("source")
-      .filter((x) => x.stable && x.after.status === "active");
-    expect(brackets.length).toBeGreaterThan(5);
-    for (const x of brackets) {
-      const hmp = parseInfoMigrate(x.text);
-      const lo = Math.min(x.before.remaining ?? 0, x.after.remaining ?? 0);
-      const hi = Math.max(x.before.remaining ?? 0, x.after.remaining ?? 0);
-      expect(hmp.remaining, `HMP Remaining: line at t=${x.t} ms:\n${x.text}`).toBeDefined();
-      const r = hmp.remaining;
-      if (!r) continue;
-      const agrees = sizeMatches(lo, r) || sizeMatches(hi, r) || (r.min <= hi && r.max >= lo);
-      expect(
-        agrees,
-        `HMP "Remaining: ${r.text}" (${r.min}..${r.max}) vs QMP remaining ${lo}..${hi}`,
-      ).toBe(true);
-    }
-    // The destination reports no system-wide remaining, on either interface.
-    for (const { t, data } of pair.timeline.of("destination", "query-migrate")) {
-      expect(data.remaining, `destination remaining at t=${t} ms`).toBeUndefined();
-    }
-    for (const { t, data } of pair.timeline.of("destination", "info-migrate")) {
-      expect(parseInfoMigrate(data).remaining, `destination HMP at t=${t} ms`).toBeUndefined();
-    }
+    // HMP's Remaining: stands for the QMP value (size_to_str rounding, between the two QMP reads
+    // around it) on both sides, and is printed exactly when query-migrate has the member; the
+    // destination has neither.
+    const snapshots = snapshotsFromTimeline(pair.timeline);
+    expect(snapshots.filter((x) => x.after.status === "active").length).toBeGreaterThan(5);
+    expect(checkPresentWhileActive(snapshots)).toEqual([]);
+    expect(checkHmpAgreesWithQmp(snapshots)).toEqual([]);
+    expect(
+      checkAbsent(snapshots.filter((x) => x.side === "destination")),
+      "the destination reports no system-wide remaining",
+    ).toEqual([]);
 
     // At completion 11.1 reports no remaining (fill_source_migration_info fills it only while
     // the migration runs): neither member nor HMP line.
@@ -175,14 +166,7 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
       { source: ["completed"], destination: ["completed"] },
       { timeoutMs: 30_000 },
     );
-    for (const side of ["source", "destination"] as const) {
-      for (const { t, data } of pair.timeline.of(side, "query-migrate")) {
-        expect(data.remaining, `${side} remaining at t=${t} ms`).toBeUndefined();
-      }
-      for (const { t, data } of pair.timeline.of(side, "info-migrate")) {
-        expect(data, `${side} info migrate at t=${t} ms`).not.toMatch(/^Remaining:/m);
-      }
-    }
+    expect(checkAbsent(snapshotsFromTimeline(pair.timeline))).toEqual([]);
     expect(
       pair.timeline.of("source", "query-migrate").some((s) => s.data.status === "active"),
     ).toBe(true);

@@ -6,6 +6,7 @@ import { basename, join } from "node:path";
 import { compareWithQmp, parseInfoMigrate } from "../hmp-info-migrate.ts";
 import { buildQemu, type QemuBuild, type QemuPatch, type QemuSource } from "../qemu-build.ts";
 import { formatViolations, migrationFeatures, QmpSchema, validateReply } from "../qmp-schema.ts";
+import { checkRemaining } from "../remaining-checks.ts";
 import { renderReportHtml } from "../report-html.ts";
 import { saveRun } from "../run-artefacts.ts";
 import {
@@ -18,7 +19,6 @@ import {
   renderAbText,
 } from "./ab-report.ts";
 import { diffObservations, observe } from "./observations.ts";
-import { checkRemaining } from "./remaining-checks.ts";
 import {
   type AbScenario,
   type AbScenarioRecord,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { snapshotFixture } from "./fixtures.test-helpers.ts";
+import { snapshotFixture } from "./ab/fixtures.test-helpers.ts";
 import { checkRemaining } from "./remaining-checks.ts";
 
 // Recorded 11.1.3 output (which has the system-wide remaining) and 10.0.2 output (which does not).

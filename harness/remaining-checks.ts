@@ -1,15 +1,40 @@
-// The `remaining` suite's checks as pure functions over recorded snapshots (system-wide-remaining
-// patch: a top-level `remaining` in query-migrate and a `Remaining:` line in HMP info migrate).
-// The lead folds these into the suite's own checks; the A/B run applies them to both builds.
+// Checks of the system-wide `remaining` (system-wide-remaining patch: a top-level `remaining` in
+// query-migrate and a `Remaining:` line in HMP info migrate) as pure functions over recorded
+// snapshots: the remaining suite and the A/B run apply the same ones.
 //  - absent:  the schema lacks MigrationInfo.remaining, and neither QMP nor HMP shows it;
 //  - present: the source reports `remaining` in every snapshot taken while active;
 //  - agree:   HMP `Remaining:` stands for the QMP value, within size_to_str() rounding, and is
 //             printed exactly when query-migrate has the member.
 
-import { parseInfoMigrate } from "../hmp-info-migrate.ts";
-import type { MigrationInfo } from "../qapi.ts";
-import { formatSizeToStr } from "../qemu-size.ts";
-import type { AbSnapshot } from "./scenario.ts";
+import { parseInfoMigrate } from "./hmp-info-migrate.ts";
+import type { MigrationInfo } from "./qapi.ts";
+import { formatSizeToStr } from "./qemu-size.ts";
+import type { Side, Timeline } from "./timeline.ts";
+
+/** An info migrate with the query-migrate replies read just before and after it. */
+export interface RemainingSnapshot {
+  side: Side;
+  /** A name for where the run was (A/B phases); the status is shown when absent. */
+  phase?: string;
+  /** ms since the pair started. */
+  t: number;
+  before: MigrationInfo;
+  infoMigrate: string;
+  after: MigrationInfo;
+}
+
+/** Every bracketed info migrate of both sides of a pair's timeline. */
+export function snapshotsFromTimeline(timeline: Timeline): RemainingSnapshot[] {
+  return (["source", "destination"] as const).flatMap((side) =>
+    timeline.hmpBrackets(side).map((b) => ({
+      side,
+      t: b.t,
+      before: b.before,
+      infoMigrate: b.text,
+      after: b.after,
+    })),
+  );
+}
 
 export type RemainingStatus = "pass" | "fail" | "absent";
 
@@ -24,11 +49,12 @@ export interface RemainingVerdict {
 export interface RemainingInput {
   /** migrationFeatures(schema).topLevelRemaining of the build. */
   schemaDeclares: boolean;
-  snapshots: readonly AbSnapshot[];
+  snapshots: readonly RemainingSnapshot[];
 }
 
-function where(s: AbSnapshot, index: number): string {
-  return `${s.side}, phase ${s.phase}, snapshot ${index + 1} (t=${s.t} ms)`;
+function where(s: RemainingSnapshot, index: number): string {
+  const phase = s.phase ?? `status ${s.after.status ?? "none"}`;
+  return `${s.side}, ${s.phase ? "phase " : ""}${phase}, snapshot ${index + 1} (t=${s.t} ms)`;
 }
 
 function hasRemaining(info: MigrationInfo): boolean {
@@ -41,7 +67,7 @@ function hmpRemaining(text: string) {
 }
 
 /** Present on the source while active: both reads around every active snapshot have it. */
-export function checkPresentWhileActive(snapshots: readonly AbSnapshot[]): string[] {
+export function checkPresentWhileActive(snapshots: readonly RemainingSnapshot[]): string[] {
   const failures: string[] = [];
   const active = snapshots.filter(
     (s) => s.side === "source" && s.before.status === "active" && s.after.status === "active",
@@ -71,7 +97,7 @@ export function checkPresentWhileActive(snapshots: readonly AbSnapshot[]): strin
  * HMP `Remaining:` against QMP `remaining`, per snapshot of either side. The value moves while
  * HMP prints it, so the HMP interval must overlap [min, max] of the two bracketing QMP reads.
  */
-export function checkHmpAgreesWithQmp(snapshots: readonly AbSnapshot[]): string[] {
+export function checkHmpAgreesWithQmp(snapshots: readonly RemainingSnapshot[]): string[] {
   const failures: string[] = [];
   snapshots.forEach((s, i) => {
     const hmp = hmpRemaining(s.infoMigrate);
@@ -115,7 +141,7 @@ export function checkHmpAgreesWithQmp(snapshots: readonly AbSnapshot[]): string[
 }
 
 /** Neither query-migrate nor info migrate may show what the schema does not declare. */
-export function checkAbsent(snapshots: readonly AbSnapshot[]): string[] {
+export function checkAbsent(snapshots: readonly RemainingSnapshot[]): string[] {
   const failures: string[] = [];
   snapshots.forEach((s, i) => {
     if (hasRemaining(s.before) || hasRemaining(s.after)) {
