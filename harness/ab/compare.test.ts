@@ -1,4 +1,6 @@
 import { describe, expect, test } from "vitest";
+import { parseInfoMigrate } from "../hmp-info-migrate.ts";
+import { parseSizeToStr } from "../qemu-size.ts";
 import { renderAbHtml, renderAbText } from "./ab-report.ts";
 import { schemaFixture, snapshotFixture } from "./fixtures.test-helpers.ts";
 import { compareAbRuns } from "./run-ab.ts";
@@ -57,9 +59,16 @@ describe("compareAbRuns on recorded 10.0.2 and 11.1.3 output", () => {
   });
 
   test("a patched build failing the remaining check fails the A/B run with that message", () => {
+    // The value the fixture printed, shifted to KiB: what an HMP line printing `>> 10` shows.
+    const active = snaps("11.1.3").find((s) => s.side === "source" && s.phase === "active");
+    const printed = active && parseInfoMigrate(active.infoMigrate).remaining;
+    const q = active?.before.remaining;
+    if (!printed || typeof q !== "number")
+      throw new Error("11.1.3 source-active fixture has no remaining");
+    const shifted = parseSizeToStr(printed.text.replace(/ MiB$/, " KiB"));
     const wrong = snaps("11.1.3").map((s) => ({
       ...s,
-      infoMigrate: s.infoMigrate.replace("57.4 MiB", "57.4 KiB"),
+      infoMigrate: s.infoMigrate.replace(printed.text, shifted.text),
     }));
     const bad = record("11.1", wrong);
     const r = compareAbRuns(
@@ -69,7 +78,7 @@ describe("compareAbRuns on recorded 10.0.2 and 11.1.3 output", () => {
     );
     expect(r.ok).toBe(false);
     expect(r.failures).toEqual([
-      'patched build fails "remaining": source, phase active, snapshot 1 (t=1000 ms): HMP "Remaining: 57.4 KiB" stands for 58727..58828 bytes, but query-migrate "remaining" was 60190720 bytes (57.4 MiB): they disagree; HMP is 0.000977 times the QMP value',
+      `patched build fails "remaining": source, phase active, snapshot 1 (t=1000 ms): HMP "Remaining: ${shifted.text}" stands for ${shifted.min}..${shifted.max} bytes, but query-migrate "remaining" was ${q} bytes (${printed.text}): they disagree; HMP is ${(shifted.bytes / q).toPrecision(3)} times the QMP value`,
     ]);
     expect(renderAbText(r)).toMatch(/A\/B: FAIL\n {2}patched build fails "remaining"/);
   });
