@@ -1,16 +1,6 @@
 // A/B a patch: npx tsx scripts/ab.ts --base 10.2.2 --patch FILE [...] (see --help).
-// The same command as `qemu-migtest ab`.
+// The same command as `qemu-migtest ab` (harness/cli/ab.ts).
 
-import { runAb } from "../harness/cli/ab.ts";
-import { UsageError } from "../harness/cli/args.ts";
+import { main } from "../harness/cli/main.ts";
 
-try {
-  process.exitCode = await runAb(process.argv.slice(2));
-} catch (error) {
-  if (error instanceof UsageError) {
-    console.error(error.message);
-    process.exitCode = 2;
-  } else {
-    throw error;
-  }
-}
+process.exitCode = await main(["ab", ...process.argv.slice(2)]);
