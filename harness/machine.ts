@@ -270,6 +270,17 @@ export class Machine {
     }
   }
 
+  /**
+   * A file holding guest-physical memory from address 0 on: the shared RAM file itself, or a
+   * pmemsave dump of [0, length) in this machine's dir (removed by `release`).
+   */
+  async guestMemoryFile(length: number): Promise<{ path: string; release: () => void }> {
+    if (this.ramFile) return { path: this.ramFile, release: () => undefined };
+    const dump = join(this.dir, "pmemsave-ram.bin");
+    await this.qmp.execute("pmemsave", { val: 0, size: length, filename: dump });
+    return { path: dump, release: () => rmSync(dump, { force: true }) };
+  }
+
   /** An HMP command through QMP's human-monitor-command. */
   hmp(commandLine: string, timeoutMs?: number): Promise<string> {
     return this.qmp.hmp(commandLine, timeoutMs === undefined ? undefined : { timeoutMs });

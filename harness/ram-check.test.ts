@@ -2,7 +2,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { checkBootblockRam, readBootblockStatus, readGuestRamFile } from "./ram-check.ts";
+import {
+  BootblockRamChecker,
+  checkBootblockRam,
+  checkBootblockRamFile,
+  readBootblockStatus,
+  readGuestRamFile,
+} from "./ram-check.ts";
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -152,6 +158,66 @@ describe("checkBootblockRam", () => {
     expect(() =>
       checkBootblockRam(mem, { base: 0, rangeStart: 1 * MiB, rangeEnd: 1 * MiB + 10 }),
     ).toThrow(/unaligned/);
+  });
+});
+
+describe("BootblockRamChecker", () => {
+  test("fed in uneven pieces it reaches the same verdict as the whole buffer", () => {
+    const mem = synthesize({ ...small, passes: 77, doneInPass: 300 });
+    mem[0x2ff005] = 1;
+    mem[0x150000] = 0x42;
+    const whole = checkBootblockRam(mem, { ...opts, passCounter: 77 });
+    expect(whole.badPages).toBe(2);
+    const checker = new BootblockRamChecker({ ...opts, passCounter: 77 });
+    const range = mem.subarray(1 * MiB, 4 * MiB);
+    for (const [from, to] of [
+      [0, PAGE],
+      [PAGE, 513 * PAGE],
+      [513 * PAGE, 3 * MiB],
+    ] as const) {
+      checker.update(range.subarray(from, to));
+    }
+    expect(checker.finish()).toEqual(whole);
+  });
+
+  test("a piece that is not whole pages, or a finish before the end, is a usage error", () => {
+    const checker = new BootblockRamChecker(opts);
+    expect(() => checker.update(new Uint8Array(PAGE + 1))).toThrow(/not whole pages/);
+    checker.update(new Uint8Array(PAGE));
+    expect(() => checker.finish()).toThrow(/got 1 of 768 pages/);
+  });
+});
+
+describe("checkBootblockRamFile", () => {
+  // 10 MiB: the range spans several of the reader's chunks.
+  const big = { base: 0, size: 10 * MiB, rangeStart: 1 * MiB, rangeEnd: 10 * MiB };
+  const bigOpts = { base: 0, rangeStart: 1 * MiB, rangeEnd: 10 * MiB };
+
+  test("agrees with the in-memory check on a good and a corrupted file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ram-check-"));
+    try {
+      const path = join(dir, "ram");
+      const mem = synthesize({ ...big, passes: 12, doneInPass: 1500 });
+      await writeFile(path, mem);
+      const good = await checkBootblockRamFile(path, { ...bigOpts, passCounter: 12 });
+      expect(good.ok).toBe(true);
+      expect(good).toEqual(checkBootblockRam(mem, { ...bigOpts, passCounter: 12 }));
+      mem[0x7ff00d] = 0xee; // near the end of a 4 MiB chunk
+      mem[0x900000] = 0x33; // a pass byte in the last chunk
+      await writeFile(path, mem);
+      const bad = await checkBootblockRamFile(path, { ...bigOpts, passCounter: 12 });
+      expect(bad.badPages).toBe(2);
+      expect(bad.firstBad).toEqual([
+        { address: 0x7ff00d, expected: 0, actual: 0xee },
+        { address: 0x900000, expected: 12, actual: 0x33 },
+      ]);
+      expect(bad).toEqual(checkBootblockRam(mem, { ...bigOpts, passCounter: 12 }));
+      await expect(checkBootblockRamFile(path, { ...bigOpts, rangeEnd: 11 * MiB })).rejects.toThrow(
+        /not inside guest RAM file/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

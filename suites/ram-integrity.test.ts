@@ -35,6 +35,21 @@ describe.each(binaries)("RAM integrity $label", (b) => {
     expect(ram.check.summary).toContain("0x2345064");
   });
 
+  test(`the RAM check also works through pmemsave, without a shared RAM file ${where(b)}`, async ({
+    launchPair,
+  }) => {
+    const pair = await launchPair({
+      binary: b.path,
+      accel: b.accelRequest,
+      memoryMiB: 64,
+      destination: { ramBackingFile: false },
+    });
+    expect(pair.destination.ramFile).toBeUndefined();
+    const result = await pair.migrate();
+    expect(result.ram?.check.ok, result.ram?.check.summary).toBe(true);
+    expect(result.ram?.check.pagesChecked).toBe((48 * MiB - MiB) / 4096);
+  });
+
   test(`precopy stays active under low bandwidth and completes once the limits are raised ${where(b)}`, async ({
     launchPair,
   }) => {
