@@ -38,6 +38,17 @@ describe("detectStall", () => {
     expect(v.stalled).toBe(true);
   });
 
+  test("a zero with a few pages still dirty counts: that is convergence, not the blind spot", () => {
+    const v = detectStall(
+      [s(2, 14 * MiB, 13 * MiB), s(3, 4 * MiB, 2 * MiB), s(4, 0, 16384), s(5, 0, 16384)],
+      {
+        passes: 2,
+      },
+    );
+    expect(v.samples.map((x) => x.pass)).toEqual([2, 3, 4, 5]);
+    expect(v.stalled).toBe(false);
+  });
+
   test("a real zero (RAM clean too) counts", () => {
     const v = detectStall([s(1, 100 * MiB), s(2, 50 * MiB), s(3, 10 * MiB), s(4, 0, 0)], {
       passes: 3,

@@ -1,6 +1,6 @@
 // Stall detection on the system-wide `remaining` (the use the system-wide-remaining patch
 // names): sample it at each MIGRATION_PASS and call the migration "not converging" when it has
-// not decreased over N passes. Samples of 0 while RAM is still dirty are the cached value's
+// not decreased over N passes. Samples of 0 while RAM still has much dirty are the cached value's
 // blind spot (it empties before the dirty-bitmap sync refills it) and are not counted as progress.
 
 import type { Timeline } from "./timeline.ts";
@@ -28,11 +28,13 @@ export interface StallVerdict {
  */
 export function detectStall(
   all: readonly PassSample[],
-  options: { passes: number; minDecreaseRatio?: number },
+  options: { passes: number; minDecreaseRatio?: number; staleZeroBytes?: number },
 ): StallVerdict {
   const { passes } = options;
   const ratio = options.minDecreaseRatio ?? 0.25;
-  const samples = all.filter((s) => !(s.remaining === 0 && (s.ramRemaining ?? 0) > 0));
+  // A 0 while RAM still has more than this dirty is the blind spot; a few pages left is real.
+  const stale = options.staleZeroBytes ?? 1024 * 1024;
+  const samples = all.filter((s) => !(s.remaining === 0 && (s.ramRemaining ?? 0) > stale));
   if (samples.length <= passes) {
     return {
       stalled: false,

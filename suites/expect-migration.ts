@@ -1,5 +1,6 @@
-// Checks every migration suite makes on both sides and both interfaces: final states, legal
-// MIGRATION event paths, RAM statistics, counters over time, and HMP against QMP throughout.
+// Checks of a completed migration on both sides and both interfaces: final states, legal
+// MIGRATION event paths, RAM statistics, and (harness/timeline-checks.ts, which the fixture also
+// runs on every pair) counters over time and HMP against QMP throughout.
 
 import { expect } from "vitest";
 import { compareWithQmp, parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
@@ -7,21 +8,7 @@ import type { MigrationPair, MigrationResult } from "../harness/migration.ts";
 import { checkMigrationEvents, type Outcome } from "../harness/migration-events.ts";
 import type { MigrationInfo, MigrationStats } from "../harness/qapi.ts";
 import type { Side, Timeline } from "../harness/timeline.ts";
-
-const FINAL = ["completed", "failed", "cancelled"];
-
-/** MigrationStats members that count work done: on the source they never go down. */
-const SOURCE_COUNTERS = [
-  "transferred",
-  "duplicate",
-  "normal",
-  "normal-bytes",
-  "dirty-sync-count",
-  "precopy-bytes",
-  "downtime-bytes",
-  "postcopy-bytes",
-  "multifd-bytes",
-] as const satisfies readonly (keyof MigrationStats)[];
+import { counterProblems, hmpAgainstQmpProblems } from "../harness/timeline-checks.ts";
 
 export function expectSourceRamConsistent(
   ram: MigrationStats | undefined,
@@ -47,52 +34,18 @@ export function expectSourceRamConsistent(
   ).toBeGreaterThanOrEqual(1);
 }
 
-/** Every counter of every source snapshot is >= the one before it. */
+/** No source work counter goes down within a migration attempt. */
 export function expectCountersMonotonic(timeline: Timeline): void {
-  const snaps = timeline.of("source", "query-migrate").filter((s) => s.data.ram);
-  for (let i = 1; i < snaps.length; i++) {
-    const [before, after] = [snaps[i - 1], snaps[i]];
-    if (!before?.data.ram || !after?.data.ram) continue;
-    for (const c of SOURCE_COUNTERS) {
-      const a = before.data.ram[c];
-      const b = after.data.ram[c];
-      if (a === undefined || b === undefined) continue;
-      expect(
-        b,
-        `source ram.${c} went down from ${a} (t=${before.t} ms) to ${b} (t=${after.t} ms)`,
-      ).toBeGreaterThanOrEqual(a);
-    }
-  }
+  expect(counterProblems(timeline)).toEqual([]);
 }
 
-/**
- * Each HMP snapshot agrees with QMP. Where the status did not move while HMP printed, the text
- * must match the QMP state (values may still move while live, presence may not); where it moved,
- * HMP must show one of the two states it was printed between.
- */
+/** Every info migrate of `side` agrees with the query-migrate replies read around it. */
 export function expectHmpMatchesQmpThroughout(timeline: Timeline, side: Side): void {
-  const brackets = timeline.hmpBrackets(side);
   expect(
-    brackets.length,
+    timeline.hmpBrackets(side).length,
     `${side}: info migrate snapshots bracketed by query-migrate`,
   ).toBeGreaterThan(0);
-  for (const b of brackets) {
-    const parsed = parseInfoMigrate(b.text);
-    const at = `${side} info migrate at t=${b.t} ms`;
-    expect(parsed.unknownLines, `${at} has lines the parser does not know`).toEqual([]);
-    if (!b.stable) {
-      expect(
-        [b.before.status, b.after.status],
-        `${at}: HMP status between two QMP reads`,
-      ).toContain(parsed.status);
-      continue;
-    }
-    const live = !FINAL.includes(b.after.status ?? "");
-    expect(
-      compareWithQmp(parsed, b.after, { live }),
-      `${at}:\nHMP:\n${b.text}\nQMP: ${JSON.stringify(b.after)}`,
-    ).toEqual([]);
-  }
+  expect(hmpAgainstQmpProblems(timeline, side)).toEqual([]);
 }
 
 export function expectLegalEvents(

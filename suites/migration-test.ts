@@ -1,11 +1,13 @@
 // The vitest fixture every migration suite uses: `launchPair` starts a MigrationPair inside the
-// run's temp root; whatever happens in the test, every pair it launched is shut down, and a
-// failing test gets both sides' diagnostics in its report.
+// run's temp root; whatever happens in the test, every pair it launched is shut down, a failing
+// test gets both sides' diagnostics in its report, and every pair's recorded QMP and HMP
+// snapshots of both sides are checked against each other (harness/timeline-checks.ts).
 
 import { join } from "node:path";
 import { test as base, inject } from "vitest";
 import { MigrationPair, type PairOptions } from "../harness/migration.ts";
 import { recordPair, saveRun, slugify } from "../harness/run-artefacts.ts";
+import { timelineProblems } from "../harness/timeline-checks.ts";
 
 export interface MigrationFixtures {
   launchPair: (options?: PairOptions) => Promise<MigrationPair>;
@@ -52,6 +54,13 @@ export const test = base.extend<MigrationFixtures>({
       }
     }
     await Promise.all(pairs.map((p) => p.close()));
+    // Whatever the test checked, everything both sides reported must hang together.
+    const problems = pairs.flatMap((p, i) =>
+      timelineProblems(p.timeline).map((x) => `pair ${i + 1}: ${x}`),
+    );
+    if (problems.length > 0) {
+      throw new Error(`the recorded QMP and HMP snapshots disagree:\n${problems.join("\n")}`);
+    }
   },
 });
 
