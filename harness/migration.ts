@@ -76,8 +76,11 @@ export interface PairOptions {
 }
 
 export interface SideSnapshot {
+  /** query-migrate read just after info migrate. */
   migration: MigrationInfo;
   infoMigrate: string;
+  /** query-migrate read just before info migrate. */
+  before: MigrationInfo;
 }
 
 export interface SideResult extends SideSnapshot {
@@ -367,7 +370,7 @@ export class MigrationPair {
       "query-migrate",
       validateReply(this.schemas[side], "query-migrate", migration),
     );
-    const snap = { migration, infoMigrate };
+    const snap = { migration, infoMigrate, before };
     this.options.onSnapshot?.(side, snap);
     return snap;
   }

@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { snapshotFixture } from "./ab/fixtures.test-helpers.ts";
 import { parseInfoMigrate } from "./hmp-info-migrate.ts";
 import { formatSizeToStr, parseSizeToStr } from "./qemu-size.ts";
-import { checkRemaining } from "./remaining-checks.ts";
+import { checkHmpAgreesWithQmp, checkRemaining } from "./remaining-checks.ts";
 
 // Recorded 11.1.3 output (which has the system-wide remaining) and 10.0.2 output (which does not).
 const active = snapshotFixture("11.1.3-source-active");
@@ -62,6 +62,16 @@ describe("checkRemaining on a build whose schema declares MigrationInfo.remainin
       };
       expect(checkRemaining({ schemaDeclares: true, snapshots: [still] }).status).toBe("fail");
     }
+  });
+
+  test("across a state change (one read has the member) only presence is held, not the moving value", () => {
+    const { remaining: _, ...without } = active.before;
+    const far = printed.max + 50_000_000;
+    const transition = { ...active, before: without, after: { ...active.after, remaining: far } };
+    expect(checkHmpAgreesWithQmp([transition])).toEqual([]);
+    // With both reads present the same far value is a disagreement.
+    const both = { ...transition, before: { ...active.before, remaining: far } };
+    expect(checkHmpAgreesWithQmp([both])[0]).toMatch(/they disagree/);
   });
 
   test("the member missing on the source while active fails, as does a Remaining: line without it", () => {

@@ -4,17 +4,8 @@
 // with max-bandwidth so `active` lasts long enough to be seen several times, then released so it
 // converges. Each snapshot brackets HMP `info migrate` between two query-migrate reads.
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { AccelRequest } from "../accel.ts";
-import {
-  bootblockQemuArgs,
-  parseBootblockSerial,
-  writeBootblockImage,
-} from "../guest-bootblock.ts";
 import { MigrationPair, type Side, type Transport } from "../migration.ts";
-import { registerPath, unregisterPath } from "../process-registry.ts";
 import type { MigrationInfo } from "../qapi.ts";
 import type { SchemaInfo } from "../qmp-schema.ts";
 import { type RunRecord, recordPair } from "../run-artefacts.ts";
@@ -79,51 +70,31 @@ export async function runAbScenario(
   options: { parentDir?: string; name?: string; onNote?: (text: string) => void } = {},
 ): Promise<AbScenarioRecord> {
   const note = options.onNote ?? (() => undefined);
-  const guestDir = await mkdtemp(
-    join(options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? tmpdir(), "ab-guest-"),
-  );
-  registerPath(guestDir);
-  // A non-zero range of a quarter of RAM: enough bytes that max-bandwidth holds `active` a while.
-  const rangeEnd = Math.max(2, Math.floor(scenario.memoryMiB / 4)) * 1024 * 1024;
-  const image = join(guestDir, "bootblock.bin");
-  await writeBootblockImage(
-    { rangeStart: 1024 * 1024, rangeEnd, pageSpin: scenario.pageSpin },
-    image,
-  );
   const snapshots: AbSnapshot[] = [];
-  let pair: MigrationPair | undefined;
-  try {
-    pair = await MigrationPair.launch({
-      binary,
-      accel: scenario.accel,
-      memoryMiB: scenario.memoryMiB,
-      guestArgs: bootblockQemuArgs(image, { boot: "bios" }),
-      transport: scenario.transport,
-      source: { parameters: { "max-bandwidth": scenario.maxBandwidth } },
-      ...(options.parentDir ? { parentDir: options.parentDir } : {}),
-    });
-  } catch (error) {
-    await rm(guestDir, { recursive: true, force: true });
-    unregisterPath(guestDir);
-    throw error;
-  }
-  const p = pair;
-  const snap = async (side: Side, phase: AbPhase) => {
-    const m = p.machine(side);
-    const before = await m.qmp.execute<MigrationInfo>("query-migrate");
-    const infoMigrate = await m.hmp("info migrate");
-    const after = await m.qmp.execute<MigrationInfo>("query-migrate");
-    const s = { phase, side, t: p.timeline.now(), before, infoMigrate, after };
-    p.timeline.record(side, "query-migrate", before);
-    p.timeline.record(side, "info-migrate", infoMigrate);
-    p.timeline.record(side, "query-migrate", after);
+  const p = await MigrationPair.launch({
+    binary,
+    accel: scenario.accel,
+    memoryMiB: scenario.memoryMiB,
+    // A quarter of RAM dirtied: enough bytes that max-bandwidth holds `active` a while.
+    guest: {
+      kind: "bootblock",
+      rangeEndMiB: Math.max(2, Math.floor(scenario.memoryMiB / 4)),
+      pageSpin: scenario.pageSpin,
+    },
+    transport: scenario.transport,
+    source: { parameters: { "max-bandwidth": scenario.maxBandwidth } },
+    ...(options.parentDir ? { parentDir: options.parentDir } : {}),
+  });
+  const snap = async (side: Side, phase: AbPhase): Promise<AbSnapshot> => {
+    const { before, infoMigrate, migration } = await p.snapshot(side);
+    const s = { phase, side, t: p.timeline.now(), before, infoMigrate, after: migration };
     snapshots.push(s);
     return s;
   };
   // While migrating, a round is named by the source's status; a round in which the source
   // changed status between its two reads is a transition ("setup->active"), compared with
   // nothing, so timing cannot pass for a difference.
-  const both = async (phase: AbPhase | "source-status") => {
+  const both = async (phase: AbPhase | "source-status"): Promise<AbSnapshot> => {
     const s = await snap("source", phase);
     if (phase === "source-status") {
       const a = s.before.status ?? "none";
@@ -131,12 +102,13 @@ export async function runAbScenario(
       s.phase = a === b ? a : `${a}->${b}`;
     }
     await snap("destination", s.phase);
+    return s;
   };
   let error: unknown;
   let run: RunRecord | undefined;
   const schema = p.schema("source").info;
   try {
-    await waitForGuestStart(p);
+    await p.waitForGuest();
     await both("before");
     await p.startIncoming();
     await both("incoming");
@@ -145,21 +117,20 @@ export async function runAbScenario(
     const deadline = Date.now() + scenario.timeoutMs;
     let active = 0;
     for (;;) {
-      const probe = await p.source.qmp.execute<MigrationInfo>("query-migrate");
-      const phase = probe.status ?? "none";
-      if (phase === "failed" || phase === "cancelled") {
+      const round = await both("source-status");
+      const status = round.after.status ?? "none";
+      if (status === "failed" || status === "cancelled") {
         throw new Error(
-          `the source reports migration status "${phase}"${probe["error-desc"] ? ` (${probe["error-desc"]})` : ""}`,
+          `the source reports migration status "${status}"${round.after["error-desc"] ? ` (${round.after["error-desc"]})` : ""}`,
         );
       }
-      if (phase === "completed") break;
-      await both("source-status");
-      if (phase === "active" && ++active >= scenario.activeSnapshots) break;
+      if (status === "completed") break;
+      if (round.phase === "active" && ++active >= scenario.activeSnapshots) break;
       if (Date.now() > deadline)
         throw new Error(
-          `timed out after ${scenario.timeoutMs} ms sampling the migration (source "${phase}")`,
+          `timed out after ${scenario.timeoutMs} ms sampling the migration (source "${status}")`,
         );
-      await new Promise((r) => setTimeout(r, phase === "active" ? scenario.activeIntervalMs : 20));
+      await new Promise((r) => setTimeout(r, status === "active" ? scenario.activeIntervalMs : 20));
     }
     if (active < scenario.activeSnapshots) {
       note(
@@ -186,8 +157,6 @@ export async function runAbScenario(
   }
   const version = p.source.binary.version;
   await p.close();
-  await rm(guestDir, { recursive: true, force: true });
-  unregisterPath(guestDir);
   return {
     binary: { path: binary, version },
     scenario,
@@ -199,20 +168,4 @@ export async function runAbScenario(
         : { ok: false, error: error instanceof Error ? error.message : String(error) },
     ...(run ? { run } : {}),
   };
-}
-
-/** The guest's range must be written (non-zero) before migrating, or it all goes as zero pages. */
-async function waitForGuestStart(pair: MigrationPair): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const serial = parseBootblockSerial(pair.source.serialText());
-    if (serial.error) throw new Error(`the guest reported ${serial.error} on the source`);
-    if (serial.started) return;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `the bootblock guest printed no start marker on the source within 20 s (serial: ${JSON.stringify(pair.source.serialTail(200))})`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

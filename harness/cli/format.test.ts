@@ -45,8 +45,16 @@ describe("progress line", () => {
   test("TTY: one line redrawn in place; status changes above it", () => {
     let out = "";
     const p = new Progress({ write: (t) => (out += t), isTTY: true, columns: 200 });
-    p.snapshot("source", { migration: { status: "active", ram }, infoMigrate: "" });
-    p.snapshot("source", { migration: { status: "active", ram }, infoMigrate: "" });
+    p.snapshot("source", {
+      migration: { status: "active", ram },
+      infoMigrate: "",
+      before: { status: "active", ram },
+    });
+    p.snapshot("source", {
+      migration: { status: "active", ram },
+      infoMigrate: "",
+      before: { status: "active", ram },
+    });
     p.finish();
     expect(out.startsWith("source migration status: active\n\r\x1b[K")).toBe(true);
     expect(out.split("\r\x1b[K")).toHaveLength(3);
@@ -57,8 +65,16 @@ describe("progress line", () => {
     let out = "";
     const p = new Progress({ write: (t) => (out += t) }, 60_000);
     for (let i = 0; i < 5; i++)
-      p.snapshot("source", { migration: { status: "active", ram }, infoMigrate: "" });
-    p.snapshot("source", { migration: { status: "completed", ram }, infoMigrate: "" });
+      p.snapshot("source", {
+        migration: { status: "active", ram },
+        infoMigrate: "",
+        before: { status: "active", ram },
+      });
+    p.snapshot("source", {
+      migration: { status: "completed", ram },
+      infoMigrate: "",
+      before: { status: "completed", ram },
+    });
     expect(out).not.toContain("\x1b");
     expect(out.match(/^progress: /gm)).toHaveLength(2);
     expect(out).toContain("source migration status: completed\n");
