@@ -10,7 +10,7 @@ import { Machine } from "../machine.ts";
 import type { MigrationCapabilityStatus, MigrationParameters } from "../qapi.ts";
 import { probeQemuBinary } from "../qemu-binary.ts";
 import { HOST_QEMU_COMMAND, installedMatrix, resolveQemuBinary } from "../qemu-matrix.ts";
-import { migrationFeatures, QmpSchema } from "../qmp-schema.ts";
+import { migrationFeatures } from "../qmp-schema.ts";
 import { vfioConfigFromEnv } from "../vfio-config.ts";
 import { probeVfioHost } from "../vfio-probe.ts";
 import { type OptionSpec, parseFlags } from "./args.ts";
@@ -110,12 +110,12 @@ export async function probeBinary(spec: string, kvm: KvmStatus): Promise<BinaryP
       machineType: "none",
       memoryMiB: 16,
     });
-    const [caps, parameters, schemaReply] = await Promise.all([
+    const [caps, parameters, schema] = await Promise.all([
       machine.qmp.execute<MigrationCapabilityStatus[]>("query-migrate-capabilities"),
       machine.qmp.execute<MigrationParameters>("query-migrate-parameters"),
-      machine.qmp.execute<unknown>("query-qmp-schema"),
+      machine.schema(),
     ]);
-    const f = migrationFeatures(QmpSchema.fromReply(schemaReply));
+    const f = migrationFeatures(schema);
     probe.capabilities = caps.map((c) => c.capability);
     probe.parameters = parameters;
     probe.features = {
