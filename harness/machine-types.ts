@@ -11,12 +11,26 @@ interface MachineInfo {
   alias?: string;
 }
 
+// query-machines needs a running QEMU: ask each binary once per process.
+const cache = new Map<string, Promise<MachineInfo[]>>();
+
 /** Versioned types of a family that a binary offers, e.g. ["pc-i440fx-7.2", ...]. */
 export async function versionedMachineTypes(
   binary: string,
   family: MachineFamily,
   parentDir?: string,
 ): Promise<string[]> {
+  let machines = cache.get(binary);
+  if (!machines) {
+    machines = queryMachines(binary, parentDir);
+    cache.set(binary, machines);
+    machines.catch(() => cache.delete(binary));
+  }
+  const re = new RegExp(`^${family}-(\\d+)\\.(\\d+)$`);
+  return (await machines).map((x) => x.name).filter((n) => re.test(n));
+}
+
+async function queryMachines(binary: string, parentDir?: string): Promise<MachineInfo[]> {
   const m = await Machine.launch({
     name: "machines",
     binary,
@@ -25,9 +39,7 @@ export async function versionedMachineTypes(
     ...(parentDir ? { parentDir } : {}),
   });
   try {
-    const machines = await m.qmp.execute<MachineInfo[]>("query-machines");
-    const re = new RegExp(`^${family}-(\\d+)\\.(\\d+)$`);
-    return machines.map((x) => x.name).filter((n) => re.test(n));
+    return await m.qmp.execute<MachineInfo[]>("query-machines");
   } finally {
     await m.shutdown();
   }

@@ -23,7 +23,15 @@ async function startSlowMigration(binary: string, runDir: string) {
   const child = execa(
     process.execPath,
     ["--import", "tsx", "scripts/migrate.ts", "--binary", binary, "--max-bandwidth", "40000"],
-    { cwd: repo, env: { QEMU_MIGTEST_RUN_DIR: runDir }, reject: false, all: true, buffer: true },
+    {
+      cwd: repo,
+      env: { QEMU_MIGTEST_RUN_DIR: runDir },
+      reject: false,
+      all: true,
+      buffer: true,
+      // Bounded on its own: a script that hangs after the signal fails the test with its output.
+      timeout: 60_000,
+    },
   );
   const started: Started = { pids: [], dirs: [] };
   let output = "";
@@ -69,6 +77,7 @@ describe.each(binaries)("no leaks $label", (b) => {
     const { child, started } = await startSlowMigration(b.path, runDir);
     child.kill("SIGINT");
     const result = await child;
+    expect(result.timedOut, `the interrupted script did not exit:\n${result.all}`).toBe(false);
     // The harness re-raises the signal after cleaning up, so the exit says SIGINT.
     expect(result.signal, `exit of the interrupted script:\n${result.all}`).toBe("SIGINT");
     for (const pid of started.pids) {
