@@ -13,7 +13,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: one migration pair at a time keeps timings honest and the machine responsive.
     fileParallelism: false,
-    globalSetup: ["harness/vitest-global-setup.ts"],
+    globalSetup: ["suites/global-setup.ts"],
     // Select with `--tags-filter <name>`; tests must only use tags defined here.
     tags: [
       {

@@ -4,22 +4,25 @@
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { detectKvm } from "../harness/accel.ts";
-import { type BinaryUnderTest, selectBinariesUnderTest } from "../harness/binaries-under-test.ts";
 import { integer, parseFlags, UsageError } from "../harness/cli/args.ts";
-import { measureDirtyRate, prepareGuest, waitForGuestPasses } from "../harness/guest.ts";
-import { BOOTBLOCK_LAYOUT, parseBootblockSerial } from "../harness/guest-bootblock.ts";
-import { defaultParentDir, Machine } from "../harness/machine.ts";
-import { MigrationPair } from "../harness/migration.ts";
-import { registerPath, unregisterPath } from "../harness/process-registry.ts";
-import { probeQemuBinary } from "../harness/qemu-binary.ts";
+import { BOOTBLOCK_LAYOUT, parseBootblockSerial } from "../harness/guest/bootblock.ts";
+import { measureDirtyRate, prepareGuest, waitForGuestPasses } from "../harness/guest/guest.ts";
 import {
   checkBootblockRam,
   checkBootblockRamFile,
   type RamCheckOptions,
   type RamCheckResult,
   readBootblockStatus,
-} from "../harness/ram-check.ts";
+} from "../harness/guest/ram-check.ts";
+import { MigrationPair } from "../harness/migration/pair.ts";
+import { detectKvm } from "../harness/qemu/accel.ts";
+import {
+  type BinaryUnderTest,
+  selectBinariesUnderTest,
+} from "../harness/qemu/binaries-under-test.ts";
+import { probeQemuBinary } from "../harness/qemu/binary.ts";
+import { defaultParentDir, Machine } from "../harness/qemu/machine.ts";
+import { registerPath, unregisterPath } from "../harness/qemu/process-registry.ts";
 
 const MiB = 1024 * 1024;
 const TARGET_MS = 1000;
@@ -290,7 +293,7 @@ async function ramCheckAfterMigration(
       const total = now() - t0;
       if (!ram.check.ok) throw new Error(`RAM check after migration: ${ram.check.summary}`);
       const figures = [
-        // pair.checkRam() streams the range (harness/guest.ts).
+        // pair.checkRam() streams the range (harness/guest/guest.ts).
         figure(sizeMiB, path, "stream", "migration", [
           { phases: { "checkRam (liveness+stop+read+check)": total }, verdict: ram.check.summary },
         ]),

@@ -1,4 +1,4 @@
-// Captures the info-migrate fixtures (harness/info-migrate-fixture.ts) from a real QEMU through
+// Captures the info-migrate fixtures (harness/checks/info-migrate-fixture.ts) from a real QEMU through
 // the harness itself: a MigrationPair running the dirtying boot-block guest, each side's
 // query-migrate and HMP `info migrate` (and `info migrate -a` where HMP takes it) at every phase.
 //
@@ -22,17 +22,20 @@
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { AccelRequest } from "../harness/accel.ts";
-import { CONVERGING_PARAMETERS, NON_CONVERGING_PARAMETERS } from "../harness/convergence.ts";
 import {
   fixtureFileName,
   type InfoMigrateFixture,
   type InfoMigratePhase,
   serializeFixture,
-} from "../harness/info-migrate-fixture.ts";
-import { freeLoopbackPort, MigrationPair, type PairOptions } from "../harness/migration.ts";
-import type { MigrationInfo } from "../harness/qapi.ts";
-import type { Side } from "../harness/timeline.ts";
+} from "../harness/checks/info-migrate-fixture.ts";
+import {
+  CONVERGING_PARAMETERS,
+  NON_CONVERGING_PARAMETERS,
+} from "../harness/migration/convergence.ts";
+import { freeLoopbackPort, MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
+import type { Side } from "../harness/migration/timeline.ts";
+import type { AccelRequest } from "../harness/qemu/accel.ts";
+import type { MigrationInfo } from "../harness/qmp/qapi.ts";
 
 const SETTLE_TIMEOUT_MS = 30_000;
 const MIGRATION_TIMEOUT_MS = 120_000;

@@ -1,4 +1,4 @@
-// Captures a QEMU binary's `query-qmp-schema` reply as a fixture for harness/qmp-schema.ts,
+// Captures a QEMU binary's `query-qmp-schema` reply as a fixture for harness/qmp/schema.ts,
 // and optionally real `query-migrate` replies from a tiny source→destination migration.
 //
 //   npx tsx scripts/capture-qmp-schema.ts --qemu 11.1|/path/to/qemu-system-x86_64 [--label 11.1]
@@ -12,9 +12,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
-import { Machine } from "../harness/machine.ts";
-import { MigrationPair } from "../harness/migration.ts";
-import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp-schema.ts";
+import { MigrationPair } from "../harness/migration/pair.ts";
+import { Machine } from "../harness/qemu/machine.ts";
+import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp/schema.ts";
 
 const MAX_GZ_BYTES = 100 * 1024;
 

@@ -4,11 +4,11 @@
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject } from "vitest";
-import { AccelError, chooseAccel, detectKvm } from "../harness/accel.ts";
-import { Machine, MachineLaunchError } from "../harness/machine.ts";
-import { MigrationConfigError } from "../harness/migration.ts";
-import { isAlive, registered } from "../harness/process-registry.ts";
-import { QemuBinaryError } from "../harness/qemu-binary.ts";
+import { MigrationConfigError } from "../harness/migration/pair.ts";
+import { AccelError, chooseAccel, detectKvm } from "../harness/qemu/accel.ts";
+import { QemuBinaryError } from "../harness/qemu/binary.ts";
+import { Machine, MachineLaunchError } from "../harness/qemu/machine.ts";
+import { isAlive, registered } from "../harness/qemu/process-registry.ts";
 import { test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");

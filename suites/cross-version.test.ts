@@ -3,8 +3,8 @@
 // Pairs: neighbours in the installed matrix, each way; QTEST_QEMU_BINARY_SRC/_DST add one more.
 
 import { describe, expect, inject } from "vitest";
-import { commonMachineType } from "../harness/machine-types.ts";
-import { crossVersionFromEnv } from "../harness/qemu-matrix.ts";
+import { commonMachineType } from "../harness/qemu/machine-types.ts";
+import { crossVersionFromEnv } from "../harness/qemu/matrix.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { test } from "./migration-test.ts";
 

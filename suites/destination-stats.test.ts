@@ -3,11 +3,11 @@
 // MigrationStats members optional, the patch's figures must be there and consistent; where it
 // does not, today's released behaviour (status only) must hold exactly. No QEMU in Debian has the
 // patch: on this matrix the "present" branch is proven by the unit test in
-// harness/destination-stats.test.ts over a reply shaped like the patch's own example.
+// harness/checks/destination-stats.test.ts over a reply shaped like the patch's own example.
 
 import { describe, expect, inject } from "vitest";
-import { checkDestinationStats } from "../harness/destination-stats.ts";
-import { parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
+import { checkDestinationStats } from "../harness/checks/destination-stats.ts";
+import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { test, where } from "./migration-test.ts";
 

@@ -1,14 +1,14 @@
 // Checks of a completed migration on both sides and both interfaces: final states, legal
-// MIGRATION event paths, RAM statistics, and (harness/timeline-checks.ts, which the fixture also
+// MIGRATION event paths, RAM statistics, and (harness/checks/timeline-checks.ts, which the fixture also
 // runs on every pair) counters over time and HMP against QMP throughout.
 
 import { expect } from "vitest";
-import { compareWithQmp, parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
-import type { MigrationPair, MigrationResult } from "../harness/migration.ts";
-import { checkMigrationEvents, type Outcome } from "../harness/migration-events.ts";
-import type { MigrationInfo, MigrationStats } from "../harness/qapi.ts";
-import type { Side, Timeline } from "../harness/timeline.ts";
-import { counterProblems, hmpAgainstQmpProblems } from "../harness/timeline-checks.ts";
+import { checkMigrationEvents, type Outcome } from "../harness/checks/migration-events.ts";
+import { counterProblems, hmpAgainstQmpProblems } from "../harness/checks/timeline-checks.ts";
+import { compareWithQmp, parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
+import type { MigrationPair, MigrationResult } from "../harness/migration/pair.ts";
+import type { Side, Timeline } from "../harness/migration/timeline.ts";
+import type { MigrationInfo, MigrationStats } from "../harness/qmp/qapi.ts";
 
 export function expectSourceRamConsistent(
   ram: MigrationStats | undefined,

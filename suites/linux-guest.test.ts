@@ -10,8 +10,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, inject } from "vitest";
-import { detectKvm } from "../harness/accel.ts";
-import type { BinaryUnderTest } from "../harness/binaries-under-test.ts";
 import {
   createLinuxDisk,
   LINUX_DISK_SIGNATURE,
@@ -23,7 +21,9 @@ import {
   verifyWorkload,
   WorkloadControl,
   waitForWorkload,
-} from "../harness/guest-linux.ts";
+} from "../harness/guest/linux.ts";
+import { detectKvm } from "../harness/qemu/accel.ts";
+import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
 import { test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 256;

@@ -1,13 +1,13 @@
 // The vitest fixture every migration suite uses: `launchPair` starts a MigrationPair inside the
 // run's temp root; whatever happens in the test, every pair it launched is shut down, a failing
 // test gets both sides' diagnostics in its report, and every pair's recorded QMP and HMP
-// snapshots of both sides are checked against each other (harness/timeline-checks.ts).
+// snapshots of both sides are checked against each other (harness/checks/timeline-checks.ts).
 
 import { join } from "node:path";
 import { test as base, inject } from "vitest";
-import { MigrationPair, type PairOptions } from "../harness/migration.ts";
-import { recordPair, saveRun, slugify } from "../harness/run-artefacts.ts";
-import { timelineProblems } from "../harness/timeline-checks.ts";
+import { timelineProblems } from "../harness/checks/timeline-checks.ts";
+import { MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
+import { recordPair, saveRun, slugify } from "../harness/report/run-artefacts.ts";
 
 export interface MigrationFixtures {
   launchPair: (options?: PairOptions) => Promise<MigrationPair>;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { describe, expect, inject } from "vitest";
-import { isAlive, sweepRunDir } from "../harness/process-registry.ts";
+import { isAlive, sweepRunDir } from "../harness/qemu/process-registry.ts";
 import { test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");

@@ -3,7 +3,10 @@
 
 import { open } from "node:fs/promises";
 import { describe, expect, inject } from "vitest";
-import { CONVERGING_PARAMETERS, NON_CONVERGING_PARAMETERS } from "../harness/convergence.ts";
+import {
+  CONVERGING_PARAMETERS,
+  NON_CONVERGING_PARAMETERS,
+} from "../harness/migration/convergence.ts";
 import { test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");

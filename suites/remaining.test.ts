@@ -8,18 +8,18 @@
 // sync while ram.remaining is the whole dirty range. The tolerance below follows from that.
 
 import { describe, expect, inject } from "vitest";
-import type { BinaryUnderTest } from "../harness/binaries-under-test.ts";
-import { CONVERGING_PARAMETERS } from "../harness/convergence.ts";
-import { measureDirtyRate } from "../harness/guest.ts";
-import { parseInfoMigrate } from "../harness/hmp-info-migrate.ts";
-import type { MigrationPair } from "../harness/migration.ts";
 import {
   checkAbsent,
   checkHmpAgreesWithQmp,
   checkPresentWhileActive,
   snapshotsFromTimeline,
-} from "../harness/remaining-checks.ts";
-import { detectStall, passSamples } from "../harness/stall-detector.ts";
+} from "../harness/checks/remaining-checks.ts";
+import { detectStall, passSamples } from "../harness/checks/stall-detector.ts";
+import { measureDirtyRate } from "../harness/guest/guest.ts";
+import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
+import { CONVERGING_PARAMETERS } from "../harness/migration/convergence.ts";
+import type { MigrationPair } from "../harness/migration/pair.ts";
+import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
 import { test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");

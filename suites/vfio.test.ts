@@ -5,9 +5,9 @@
 // probe's reason, and the probe's table is attached to the report.
 
 import { describe, expect, inject } from "vitest";
-import { MigrationError, type MigrationPair } from "../harness/migration.ts";
-import type { MigrationInfo } from "../harness/qapi.ts";
-import { migrationFeatures, QmpSchema } from "../harness/qmp-schema.ts";
+import { MigrationError, type MigrationPair } from "../harness/migration/pair.ts";
+import type { MigrationInfo } from "../harness/qmp/qapi.ts";
+import { migrationFeatures, QmpSchema } from "../harness/qmp/schema.ts";
 import {
   blockerRefusal,
   checkDeviceAfterMigration,
@@ -17,15 +17,15 @@ import {
   checkVfioTransferred,
   type PostcopyOutcome,
   refusesVfioPostcopy,
-} from "../harness/vfio-assertions.ts";
-import { type VfioConfig, vfioConfigFromEnv } from "../harness/vfio-config.ts";
+} from "../harness/vfio/assertions.ts";
+import { type VfioConfig, vfioConfigFromEnv } from "../harness/vfio/config.ts";
 import {
   probeQemuVfioSupport,
   type QemuVfioSupport,
   vfioDeviceArgs,
   vfioMigrationCapabilities,
-} from "../harness/vfio-device.ts";
-import { formatVfioReport, probeVfioHost, qemuChecks } from "../harness/vfio-probe.ts";
+} from "../harness/vfio/device.ts";
+import { formatVfioReport, probeVfioHost, qemuChecks } from "../harness/vfio/probe.ts";
 import { test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 128;

@@ -3,8 +3,8 @@
 // self-contained HTML page are rendered from it.
 
 import { basename } from "node:path";
-import type { RemainingVerdict } from "../remaining-checks.ts";
-import { esc } from "../report-html.ts";
+import type { RemainingVerdict } from "../checks/remaining-checks.ts";
+import { esc } from "../report/html.ts";
 import type { ObservationChange, ObservationDiff } from "./observations.ts";
 import type { AbScenario } from "./scenario.ts";
 import type { SchemaChange } from "./schema-diff.ts";

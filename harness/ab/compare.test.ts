@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { parseInfoMigrate } from "../hmp-info-migrate.ts";
-import { parseSizeToStr } from "../qemu-size.ts";
+import { parseInfoMigrate } from "../hmp/info-migrate.ts";
+import { parseSizeToStr } from "../hmp/size.ts";
 import { renderAbHtml, renderAbText } from "./ab-report.ts";
 import { schemaFixture, snapshotFixture } from "./fixtures.test-helpers.ts";
 import { compareAbRuns } from "./run-ab.ts";

@@ -2,8 +2,8 @@
 
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import type { MigrationInfo } from "../qapi.ts";
-import { QmpSchema } from "../qmp-schema.ts";
+import type { MigrationInfo } from "../qmp/qapi.ts";
+import { QmpSchema } from "../qmp/schema.ts";
 import type { AbSnapshot } from "./scenario.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url);

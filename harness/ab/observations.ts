@@ -3,7 +3,7 @@
 // kind, and for numbers whether they were ever non-zero) and the HMP `info migrate` line labels.
 // Values themselves differ run to run; presence and kind do not, unless the patch changed them.
 
-import type { Side } from "../timeline.ts";
+import type { Side } from "../migration/timeline.ts";
 import type { AbPhase, AbSnapshot } from "./scenario.ts";
 
 /** The coarse meaning of a member over a phase: "string", "object", "number (always 0)", ... */

@@ -3,12 +3,12 @@
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { compareWithQmp, parseInfoMigrate } from "../hmp-info-migrate.ts";
-import { buildQemu, type QemuBuild, type QemuPatch, type QemuSource } from "../qemu-build.ts";
-import { formatViolations, migrationFeatures, QmpSchema, validateReply } from "../qmp-schema.ts";
-import { checkRemaining } from "../remaining-checks.ts";
-import { renderReportHtml } from "../report-html.ts";
-import { saveRun } from "../run-artefacts.ts";
+import { checkRemaining } from "../checks/remaining-checks.ts";
+import { compareWithQmp, parseInfoMigrate } from "../hmp/info-migrate.ts";
+import { buildQemu, type QemuBuild, type QemuPatch, type QemuSource } from "../qemu/build.ts";
+import { formatViolations, migrationFeatures, QmpSchema, validateReply } from "../qmp/schema.ts";
+import { renderReportHtml } from "../report/html.ts";
+import { saveRun } from "../report/run-artefacts.ts";
 import {
   AB_FORMAT,
   type AbBuildSummary,

@@ -4,11 +4,11 @@
 // with max-bandwidth so `active` lasts long enough to be seen several times, then released so it
 // converges. Each snapshot brackets HMP `info migrate` between two query-migrate reads.
 
-import type { AccelRequest } from "../accel.ts";
-import { MigrationPair, type Side, type Transport } from "../migration.ts";
-import type { MigrationInfo } from "../qapi.ts";
-import type { SchemaInfo } from "../qmp-schema.ts";
-import { type RunRecord, recordPair } from "../run-artefacts.ts";
+import { MigrationPair, type Side, type Transport } from "../migration/pair.ts";
+import type { AccelRequest } from "../qemu/accel.ts";
+import type { MigrationInfo } from "../qmp/qapi.ts";
+import type { SchemaInfo } from "../qmp/schema.ts";
+import { type RunRecord, recordPair } from "../report/run-artefacts.ts";
 
 /** before, incoming, then the source's status (setup, active, device, ...), then completed. */
 export type AbPhase = string;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { QmpSchema, type SchemaInfo } from "../qmp-schema.ts";
+import { QmpSchema, type SchemaInfo } from "../qmp/schema.ts";
 import { schemaFixture } from "./fixtures.test-helpers.ts";
 import { diffSchemas, flattenSchema } from "./schema-diff.ts";
 

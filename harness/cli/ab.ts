@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { renderAbText } from "../ab/ab-report.ts";
 import { runAb as runAbBuilds } from "../ab/run-ab.ts";
 import { DEFAULT_AB_SCENARIO } from "../ab/scenario.ts";
-import { parseSourceSpec, QemuBuildError, type QemuPatch } from "../qemu-build.ts";
+import { parseSourceSpec, QemuBuildError, type QemuPatch } from "../qemu/build.ts";
 import { integer, oneOf, parseFlags, UsageError } from "./args.ts";
 
 export const abOptions = {

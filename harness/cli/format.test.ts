@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { sampleRun } from "../report-fixture.ts";
+import { sampleRun } from "../report/fixture.ts";
 import { capabilities, keyValues, parseFlags, UsageError } from "./args.ts";
 import { formatBytes, progressLine, runSummary, table } from "./format.ts";
 import { migrateOptions, migrateSettings } from "./migrate.ts";

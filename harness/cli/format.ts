@@ -1,9 +1,9 @@
 // Text formatting for the CLI: sizes, the live progress line, aligned tables, and the end-of-run
 // summary of both sides (also what `report --text` prints).
 
-import type { MigrationInfo } from "../qapi.ts";
-import type { RunRecord } from "../run-artefacts.ts";
-import type { Side } from "../timeline.ts";
+import type { Side } from "../migration/timeline.ts";
+import type { MigrationInfo } from "../qmp/qapi.ts";
+import type { RunRecord } from "../report/run-artefacts.ts";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 

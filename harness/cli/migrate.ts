@@ -4,16 +4,16 @@
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { AccelRequest } from "../accel.ts";
 import {
   MigrationPair,
   type MigrationResult,
   type PairOptions,
   type Transport,
-} from "../migration.ts";
-import type { MigrationParameters } from "../qapi.ts";
-import { resolveQemuBinary } from "../qemu-matrix.ts";
-import { renderReportHtml } from "../report-html.ts";
+} from "../migration/pair.ts";
+import type { AccelRequest } from "../qemu/accel.ts";
+import { resolveQemuBinary } from "../qemu/matrix.ts";
+import type { MigrationParameters } from "../qmp/qapi.ts";
+import { renderReportHtml } from "../report/html.ts";
 import {
   type RamCheckVerdict,
   type RunRecord,
@@ -21,7 +21,7 @@ import {
   saveRun,
   slugify,
   type Verdict,
-} from "../run-artefacts.ts";
+} from "../report/run-artefacts.ts";
 import {
   capabilities,
   integer,

@@ -5,14 +5,14 @@
 
 import { existsSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { detectKvm, type KvmStatus } from "../accel.ts";
-import { Machine } from "../machine.ts";
-import type { MigrationCapabilityStatus, MigrationParameters } from "../qapi.ts";
-import { probeQemuBinary } from "../qemu-binary.ts";
-import { HOST_QEMU_COMMAND, installedMatrix, resolveQemuBinary } from "../qemu-matrix.ts";
-import { migrationFeatures } from "../qmp-schema.ts";
-import { vfioConfigFromEnv } from "../vfio-config.ts";
-import { probeVfioHost } from "../vfio-probe.ts";
+import { detectKvm, type KvmStatus } from "../qemu/accel.ts";
+import { probeQemuBinary } from "../qemu/binary.ts";
+import { Machine } from "../qemu/machine.ts";
+import { HOST_QEMU_COMMAND, installedMatrix, resolveQemuBinary } from "../qemu/matrix.ts";
+import type { MigrationCapabilityStatus, MigrationParameters } from "../qmp/qapi.ts";
+import { migrationFeatures } from "../qmp/schema.ts";
+import { vfioConfigFromEnv } from "../vfio/config.ts";
+import { probeVfioHost } from "../vfio/probe.ts";
 import { type OptionSpec, parseFlags } from "./args.ts";
 import { table } from "./format.ts";
 
@@ -38,7 +38,7 @@ export interface HostProbe {
   cpus: number;
   memoryGiB: number;
   kvm: KvmStatus;
-  /** The VFIO runner's own probe (harness/vfio-probe.ts), for the configured devices. */
+  /** The VFIO runner's own probe (harness/vfio/probe.ts), for the configured devices. */
   vfio: { ready: boolean; reason: string };
   devShm: boolean;
   setpriv: boolean;

@@ -2,8 +2,8 @@
 // elsewhere (CI logs, pipes) a plain line is printed at most every `plainIntervalMs`. Status
 // changes are always printed as their own line: `source migration status: active`.
 
-import type { SideSnapshot } from "../migration.ts";
-import type { Side } from "../timeline.ts";
+import type { SideSnapshot } from "../migration/pair.ts";
+import type { Side } from "../migration/timeline.ts";
 import { progressLine } from "./format.ts";
 
 export interface ProgressOutput {

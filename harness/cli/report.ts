@@ -1,8 +1,8 @@
 // `qemu-migtest report RUN.json`: the HTML report of a saved run (or its text summary).
 
 import { writeFile } from "node:fs/promises";
-import { renderReportHtml } from "../report-html.ts";
-import { loadRun } from "../run-artefacts.ts";
+import { renderReportHtml } from "../report/html.ts";
+import { loadRun } from "../report/run-artefacts.ts";
 import { type OptionSpec, parseFlags, UsageError } from "./args.ts";
 import { runSummary } from "./format.ts";
 

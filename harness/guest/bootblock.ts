@@ -1,0 +1,174 @@
+// The default migration guest: images/bootblock.bin, a 64 KiB x86 program that dirties one byte
+// of every 4 KiB page of a guest-physical range, pass after pass (source: images/bootblock/).
+// This module patches its parameter block, says how to boot it and reads its serial markers.
+// The memory it leaves behind is verified by ram-check.ts.
+
+import { readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+
+/** Where things are in the image and in guest-physical memory. Mirrors images/bootblock/bootblock.S. */
+export const BOOTBLOCK_LAYOUT = {
+  /** The image is both a `-bios` ROM (reset vector at its last 16 bytes) and a raw boot disk. */
+  imageSize: 0x10000,
+  /** Parameter block: image offset; the guest sees it at `paramBlockAddress`. */
+  paramBlockOffset: 0x200,
+  paramBlockAddress: 0x7e00,
+  paramMagic: "MIGTPARM",
+  paramVersion: 1,
+  /** Offsets inside the parameter block; all values are little-endian. */
+  paramFields: {
+    magic: 0x00, // 8 bytes
+    version: 0x08, // u32
+    size: 0x0c, // u32, size of the block in bytes
+    rangeStart: 0x10, // u64
+    rangeEnd: 0x18, // u64
+    pageSpin: 0x20, // u64
+    passSpin: 0x28, // u64
+  },
+  paramBlockSize: 0x30,
+  /** Status block in guest RAM, written by the guest: magic, then the u64 pass counter. */
+  statusAddress: 0x7000,
+  statusMagic: "MIGTSTAT",
+  passCounterAddress: 0x7008,
+  pageSize: 4096,
+  /** Byte 0 of every page is the pass byte; bytes 8..15 hold the page's own address (u64 LE). */
+  passByteOffset: 0,
+  pageTagOffset: 8,
+  /** The range must lie in [minRangeStart, maxRangeEnd) and be page aligned. */
+  minRangeStart: 0x100000,
+  maxRangeEnd: 0x1_0000_0000,
+  defaultRangeStart: 0x100000,
+  /** COM1 output. `start` once the range is initialised; `pass` after every pass. */
+  markers: {
+    start: "MIGT:START\n",
+    pass: "B",
+    badParams: "MIGT:EPARAM\n",
+    diskError: "MIGT:EDISK\n",
+  },
+} as const;
+
+/** The committed image, built by scripts/build-images. */
+export const BOOTBLOCK_IMAGE_PATH = fileURLToPath(
+  new URL("../../images/bootblock.bin", import.meta.url),
+);
+
+export interface BootblockParams {
+  /** First byte of the dirtied range, guest-physical; default 1 MiB. Page aligned, >= 1 MiB. */
+  rangeStart?: number;
+  /** End of the range (exclusive), guest-physical. Page aligned, <= 4 GiB, inside guest RAM. */
+  rangeEnd: number;
+  /** Busy-loop iterations after every page write: 0 dirties as fast as the vCPU can. */
+  pageSpin?: number;
+  /** Busy-loop iterations after every pass (after its marker). */
+  passSpin?: number;
+}
+
+export type BootblockBoot = "bios" | "disk";
+
+export class BootblockImageError extends Error {
+  override name = "BootblockImageError";
+}
+
+/** Check parameters the way the guest does, so a bad value fails here and not as "MIGT:EPARAM". */
+export function validateBootblockParams(params: BootblockParams): Required<BootblockParams> {
+  const L = BOOTBLOCK_LAYOUT;
+  const p = {
+    rangeStart: params.rangeStart ?? L.defaultRangeStart,
+    rangeEnd: params.rangeEnd,
+    pageSpin: params.pageSpin ?? 0,
+    passSpin: params.passSpin ?? 0,
+  };
+  for (const [name, value] of Object.entries(p)) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`bootblock ${name} must be a non-negative integer, got ${value}`);
+    }
+  }
+  if (p.rangeStart % L.pageSize !== 0 || p.rangeEnd % L.pageSize !== 0) {
+    throw new RangeError(
+      `bootblock range 0x${p.rangeStart.toString(16)}..0x${p.rangeEnd.toString(16)} must be ${L.pageSize}-byte aligned`,
+    );
+  }
+  if (p.rangeStart < L.minRangeStart || p.rangeEnd > L.maxRangeEnd || p.rangeStart >= p.rangeEnd) {
+    throw new RangeError(
+      `bootblock range 0x${p.rangeStart.toString(16)}..0x${p.rangeEnd.toString(16)} must be non-empty and inside 1 MiB..4 GiB`,
+    );
+  }
+  return p;
+}
+
+/** Patch the parameter block of an image held in memory (in place). */
+export function patchBootblockImage(image: Uint8Array, params: BootblockParams): void {
+  const L = BOOTBLOCK_LAYOUT;
+  const p = validateBootblockParams(params);
+  if (image.length !== L.imageSize) {
+    throw new BootblockImageError(
+      `bootblock image is ${image.length} bytes, expected ${L.imageSize} (rebuild with scripts/build-images)`,
+    );
+  }
+  const view = new DataView(image.buffer, image.byteOffset + L.paramBlockOffset, L.paramBlockSize);
+  const magic = new TextDecoder().decode(
+    image.subarray(L.paramBlockOffset, L.paramBlockOffset + 8),
+  );
+  const version = view.getUint32(L.paramFields.version, true);
+  if (magic !== L.paramMagic || version !== L.paramVersion) {
+    throw new BootblockImageError(
+      `bootblock image has no v${L.paramVersion} parameter block at 0x${L.paramBlockOffset.toString(16)} ` +
+        `(found magic ${JSON.stringify(magic)}, version ${version})`,
+    );
+  }
+  view.setBigUint64(L.paramFields.rangeStart, BigInt(p.rangeStart), true);
+  view.setBigUint64(L.paramFields.rangeEnd, BigInt(p.rangeEnd), true);
+  view.setBigUint64(L.paramFields.pageSpin, BigInt(p.pageSpin), true);
+  view.setBigUint64(L.paramFields.passSpin, BigInt(p.passSpin), true);
+}
+
+/** Copy the bootblock image to `destPath` with `params` patched in. */
+export async function writeBootblockImage(
+  params: BootblockParams,
+  destPath: string,
+  sourcePath: string = BOOTBLOCK_IMAGE_PATH,
+): Promise<void> {
+  const image = await readFile(sourcePath);
+  patchBootblockImage(image, params);
+  await writeFile(destPath, image);
+}
+
+/**
+ * QEMU arguments that boot the image. "bios" replaces the firmware (first marker within a few
+ * hundred ms); "disk" boots it through SeaBIOS from an IDE disk (seconds under software KVM).
+ * The guest reads the disk only while booting, so both sides of a migration may share the file.
+ */
+export function bootblockQemuArgs(imagePath: string, opts: { boot: BootblockBoot }): string[] {
+  if (opts.boot === "bios") return ["-bios", imagePath];
+  // QEMU option values escape a comma by doubling it.
+  const file = imagePath.replaceAll(",", ",,");
+  return ["-drive", `file=${file},format=raw,if=ide,index=0,media=disk`];
+}
+
+export interface BootblockSerialState {
+  /** The start marker was seen: the range is initialised and the pass counter is 0. */
+  started: boolean;
+  /** Pass markers after the last start marker. */
+  passes: number;
+  /** Start markers beyond the first: the guest was reset and booted again. */
+  restarts: number;
+  /** A guest-side error message (bad parameters, disk read failure). */
+  error?: string;
+}
+
+/** Read the guest's COM1 output; tolerates firmware text before the start marker. */
+export function parseBootblockSerial(text: string): BootblockSerialState {
+  const { markers } = BOOTBLOCK_LAYOUT;
+  const starts = text.split(markers.start).length - 1;
+  const last = text.lastIndexOf(markers.start);
+  const after = last < 0 ? "" : text.slice(last + markers.start.length);
+  const state: BootblockSerialState = {
+    started: starts > 0,
+    passes: after.split(markers.pass).length - 1,
+    restarts: Math.max(0, starts - 1),
+  };
+  for (const message of [markers.badParams, markers.diskError]) {
+    if (text.includes(message)) state.error = message.trim();
+  }
+  return state;
+}

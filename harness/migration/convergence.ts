@@ -1,0 +1,26 @@
+// Convergence control for precopy with a dirtying guest, the way QEMU's own migration tests do
+// it: a migration provably stays active (dirty-sync-count keeps rising) under a low bandwidth
+// and a tiny downtime limit, and completes at once when both are raised.
+
+import type { MigrationParameters } from "../qmp/qapi.ts";
+
+const MiB = 1024 * 1024;
+
+/** Stays active: the guest dirties its range far faster than 32 MiB/s drains it in 10 ms. */
+export const NON_CONVERGING_PARAMETERS: MigrationParameters = {
+  "max-bandwidth": 32 * MiB,
+  "downtime-limit": 10,
+};
+
+/** Completes after the next pass: whatever is dirty fits in a 30 s downtime at 1 GiB/s. */
+export const CONVERGING_PARAMETERS: MigrationParameters = {
+  "max-bandwidth": 1024 * MiB,
+  "downtime-limit": 30_000,
+};
+
+/** Whether the caller chose the bandwidth or the downtime limit themselves. */
+export function choosesConvergence(parameters: MigrationParameters | undefined): boolean {
+  return (
+    parameters !== undefined && ("max-bandwidth" in parameters || "downtime-limit" in parameters)
+  );
+}

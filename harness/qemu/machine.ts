@@ -1,0 +1,470 @@
+// One QEMU process with its QMP monitor, serial console and stderr, in a temp dir of its own.
+// Launch failures say what QEMU printed and how it ended; shutdown is quit, then SIGTERM, then
+// SIGKILL; the process registry covers every way the harness itself can end.
+
+import { closeSync, existsSync, openSync, readSync, rmSync, statfsSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { execa, type ResultPromise } from "execa";
+import pRetry, { AbortError } from "p-retry";
+import { dir as tmpDir } from "tmp-promise";
+import { readGuestRamFile } from "../guest/ram-check.ts";
+import { QMPClient, QMPConnectError } from "../qmp/client.ts";
+import type { StatusInfo } from "../qmp/qapi.ts";
+import { QmpSchema } from "../qmp/schema.ts";
+import { type AccelChoice, type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
+import { probeQemuBinary, type QemuBinaryInfo } from "./binary.ts";
+import {
+  registerChild,
+  registerPath,
+  unregisterChild,
+  unregisterPath,
+} from "./process-registry.ts";
+
+// query-qmp-schema is hundreds of KiB: read once per binary, not per machine.
+const schemaCache = new Map<string, Promise<QmpSchema>>();
+
+export interface MachineOptions {
+  /** "source", "destination", ...: in every message and in the temp dir's name. */
+  name: string;
+  /** Path or command name of qemu-system-x86_64 (default: the one on PATH). */
+  binary?: string;
+  accel?: AccelRequest;
+  /** -machine type; pin a versioned one (pc-i440fx-7.2) for cross-version pairs. */
+  machineType?: string;
+  memoryMiB?: number;
+  /** Start as a migration destination waiting for migrate-incoming. */
+  incoming?: boolean;
+  /** Guest RAM on a shared file under /dev/shm, so the harness can read guest memory in place. */
+  ramBackingFile?: boolean;
+  /** Arguments that load the guest (firmware, disks). */
+  guestArgs?: string[];
+  extraArgs?: string[];
+  /** Where the machine's temp dir goes: QEMU_MIGTEST_RUN_DIR, else the OS temp dir. */
+  parentDir?: string;
+  /** Budget from spawn to a negotiated QMP session. */
+  startTimeoutMs?: number;
+  onQmpMessage?: (direction: "sent" | "received", message: unknown) => void;
+}
+
+export interface ExitInfo {
+  exitCode?: number;
+  signal?: string;
+}
+
+export class MachineError extends Error {
+  override name = "MachineError";
+}
+
+/** QEMU did not come up: carries how it ended and what it printed. */
+export class MachineLaunchError extends MachineError {
+  override name = "MachineLaunchError";
+  constructor(
+    message: string,
+    readonly commandLine: string[],
+    readonly stderrTail: string,
+    readonly exit?: ExitInfo,
+  ) {
+    super(
+      `${message}\n  command line: ${quoteCommandLine(commandLine)}\n  stderr:\n${indent(stderrTail || "(empty)")}`,
+    );
+  }
+}
+
+const SUN_PATH_MAX = 107; // sockaddr_un.sun_path is 108 bytes with the terminating NUL
+
+export class Machine {
+  readonly qmp: QMPClient;
+  /** Logs as they were at shutdown, for diagnostics after the temp dir is gone. */
+  private finalStderr?: string;
+  private finalSerial?: string;
+  private exitInfo?: ExitInfo;
+  private shuttingDown?: Promise<ExitInfo>;
+
+  private constructor(
+    readonly name: string,
+    readonly binary: QemuBinaryInfo,
+    readonly accel: AccelChoice,
+    readonly dir: string,
+    readonly commandLine: string[],
+    private readonly child: ResultPromise,
+    readonly pid: number,
+    readonly exited: Promise<ExitInfo>,
+    readonly ramFile: string | undefined,
+    qmp: QMPClient,
+  ) {
+    this.qmp = qmp;
+    exited.then((e) => {
+      this.exitInfo = e;
+    });
+  }
+
+  get qmpSocket(): string {
+    return join(this.dir, "qmp.sock");
+  }
+  get serialPath(): string {
+    return join(this.dir, "serial.log");
+  }
+  get stderrPath(): string {
+    return join(this.dir, "stderr.log");
+  }
+  /** Set once the process has ended. */
+  get exit(): ExitInfo | undefined {
+    return this.exitInfo;
+  }
+
+  static async launch(options: MachineOptions): Promise<Machine> {
+    const binary = await probeQemuBinary(options.binary ?? "qemu-system-x86_64");
+    const accel = chooseAccel(options.accel ?? "auto", detectKvm(), binary.accels);
+    const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
+    const tmp = await tmpDir({ tmpdir: parentDir, prefix: `${options.name.slice(0, 8)}-` });
+    const dir = tmp.path;
+    registerPath(dir);
+    const qmpSocket = join(dir, "qmp.sock");
+    if (Buffer.byteLength(qmpSocket) > SUN_PATH_MAX) {
+      rmSync(dir, { recursive: true, force: true });
+      unregisterPath(dir);
+      throw new MachineError(
+        `QMP socket path ${qmpSocket} is ${Buffer.byteLength(qmpSocket)} bytes, over the ${SUN_PATH_MAX}-byte limit of a Unix socket path; set QEMU_MIGTEST_RUN_DIR or TMPDIR to a shorter directory`,
+      );
+    }
+    const memoryMiB = options.memoryMiB ?? 128;
+    const ramFile = options.ramBackingFile ? ramFilePath(dir) : undefined;
+    const args = [
+      "-name",
+      options.name,
+      "-machine",
+      options.machineType ?? "pc",
+      "-accel",
+      accel.accel,
+      "-m",
+      `${memoryMiB}M`,
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      // -qmp, not -chardev + -mon: 11.1 warns that -mon is deprecated.
+      "-qmp",
+      `unix:${qmpSocket},server=on,wait=off`,
+      "-chardev",
+      `file,id=serial0,path=${join(dir, "serial.log")}`,
+      "-serial",
+      "chardev:serial0",
+      "-pidfile",
+      join(dir, "qemu.pid"),
+      ...(binary.exitWithParent ? ["-run-with", "exit-with-parent=on"] : []),
+      ...(ramFile
+        ? [
+            "-object",
+            `memory-backend-file,id=pc.ram,size=${memoryMiB}M,mem-path=${ramFile},share=on`,
+            "-machine",
+            "memory-backend=pc.ram",
+          ]
+        : []),
+      ...(options.incoming ? ["-incoming", "defer"] : []),
+      ...(options.guestArgs ?? []),
+      ...(options.extraArgs ?? []),
+    ];
+    if (ramFile) registerPath(ramFile);
+    // The parent-death signal survives exec and ends QEMU even when Node is SIGKILLed; it
+    // fires when the spawning thread exits, and Node spawns from its main thread.
+    const setpriv = existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
+    const [file, argv] = setpriv
+      ? [setpriv, ["--pdeathsig", "SIGKILL", "--", binary.path, ...args]]
+      : [binary.path, args];
+    const commandLine = [binary.path, ...args];
+    const child = execa(file, argv, {
+      stdin: "ignore",
+      stdout: { file: join(dir, "stderr.log"), append: true },
+      stderr: { file: join(dir, "stderr.log"), append: true },
+      reject: false,
+      cleanup: true,
+      // No graceful step here: shutdown() does quit and SIGTERM itself.
+      forceKillAfterDelay: false,
+    });
+    const pid = child.pid;
+    if (pid === undefined) {
+      const r = await child;
+      cleanupPaths(dir, ramFile);
+      throw new MachineLaunchError(
+        `${options.name}: could not start ${binary.path}: ${r.shortMessage}`,
+        commandLine,
+        "",
+      );
+    }
+    registerChild(pid, `${options.name} ${binary.path}`);
+    const exited: Promise<ExitInfo> = child.then((r) => {
+      unregisterChild(pid);
+      return { exitCode: r.exitCode, signal: r.signal };
+    });
+
+    const newClient = () =>
+      new QMPClient({
+        name: options.name,
+        ...(options.onQmpMessage ? { onMessage: options.onQmpMessage } : {}),
+      });
+    const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+    let qmp: QMPClient;
+    try {
+      qmp = await connectWhileAlive(newClient, qmpSocket, exited, startTimeoutMs);
+    } catch (error) {
+      const exit = await Promise.race([exited, delay(500).then(() => undefined)]);
+      if (!exit) {
+        process.kill(pid, "SIGKILL");
+        await exited;
+      }
+      const stderr = tailOf(join(dir, "stderr.log"));
+      cleanupPaths(dir, ramFile);
+      if (exit) {
+        throw new MachineLaunchError(
+          `${options.name}: QEMU ${binary.version} exited during start-up (${describeExit(exit)})`,
+          commandLine,
+          stderr,
+          exit,
+        );
+      }
+      throw new MachineLaunchError(
+        `${options.name}: ${(error as Error).message}; the process was killed`,
+        commandLine,
+        stderr,
+      );
+    }
+    return new Machine(
+      options.name,
+      binary,
+      accel,
+      dir,
+      commandLine,
+      child,
+      pid,
+      exited,
+      ramFile,
+      qmp,
+    );
+  }
+
+  /** This binary's own QAPI schema, read once per binary path and cached. */
+  schema(): Promise<QmpSchema> {
+    let schema = schemaCache.get(this.binary.path);
+    if (!schema) {
+      schema = this.qmp.execute<unknown>("query-qmp-schema").then((r) => QmpSchema.fromReply(r));
+      schemaCache.set(this.binary.path, schema);
+      schema.catch(() => schemaCache.delete(this.binary.path));
+    }
+    return schema;
+  }
+
+  /**
+   * Guest-physical memory [address, address + length). With ramBackingFile it is read in place
+   * from the shared RAM file (guest-physical == file offset below 2 GiB on pc/q35); otherwise
+   * QEMU dumps it with pmemsave first. Stop the VM first for a consistent picture.
+   */
+  async readGuestMemory(address: number, length: number): Promise<Buffer> {
+    if (this.ramFile) return readGuestRamFile(this.ramFile, address, length);
+    const dump = join(this.dir, `pmemsave-${address.toString(16)}.bin`);
+    await this.qmp.execute("pmemsave", { val: address, size: length, filename: dump });
+    try {
+      return await readGuestRamFile(dump, 0, length);
+    } finally {
+      rmSync(dump, { force: true });
+    }
+  }
+
+  /**
+   * A file holding guest-physical memory from address 0 on: the shared RAM file itself, or a
+   * pmemsave dump of [0, length) in this machine's dir (removed by `release`).
+   */
+  async guestMemoryFile(length: number): Promise<{ path: string; release: () => void }> {
+    if (this.ramFile) return { path: this.ramFile, release: () => undefined };
+    const dump = join(this.dir, "pmemsave-ram.bin");
+    await this.qmp.execute("pmemsave", { val: 0, size: length, filename: dump });
+    return { path: dump, release: () => rmSync(dump, { force: true }) };
+  }
+
+  /** An HMP command through QMP's human-monitor-command. */
+  hmp(commandLine: string, timeoutMs?: number): Promise<string> {
+    return this.qmp.hmp(commandLine, timeoutMs === undefined ? undefined : { timeoutMs });
+  }
+
+  async queryStatus(): Promise<StatusInfo> {
+    return this.qmp.execute<StatusInfo>("query-status");
+  }
+
+  /** The last bytes of the serial console. */
+  serialTail(maxBytes = 4096): string {
+    return this.finalSerial ?? tailOf(this.serialPath, maxBytes);
+  }
+
+  stderrTail(maxBytes = 4096): string {
+    return this.finalStderr ?? tailOf(this.stderrPath, maxBytes);
+  }
+
+  /** Full serial output so far (for marker counting). */
+  serialText(): string {
+    return this.finalSerial ?? tailOf(this.serialPath, Number.MAX_SAFE_INTEGER);
+  }
+
+  isRunning(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  /**
+   * quit over QMP, then SIGTERM, then SIGKILL, each with its own wait; then remove the temp dir.
+   * Idempotent. Resolves with how the process ended.
+   */
+  shutdown(options: { timeoutMs?: number } = {}): Promise<ExitInfo> {
+    this.shuttingDown ??= this.doShutdown(options.timeoutMs ?? 10_000);
+    return this.shuttingDown;
+  }
+
+  private async doShutdown(timeoutMs: number): Promise<ExitInfo> {
+    const step = Math.max(500, Math.floor(timeoutMs / 3));
+    if (this.isRunning() && this.qmp.runstate === "running") {
+      // quit may race with the disconnect it causes; either outcome is fine.
+      await this.qmp.execute("quit", undefined, { timeoutMs: step }).catch(() => undefined);
+    }
+    let exit = await waitFor(this.exited, step);
+    if (!exit) {
+      this.signal("SIGTERM");
+      exit = await waitFor(this.exited, step);
+    }
+    if (!exit) {
+      this.signal("SIGKILL");
+      exit = await this.exited;
+    }
+    await this.qmp.disconnect().catch(() => undefined);
+    this.finalStderr = tailOf(this.stderrPath);
+    this.finalSerial = tailOf(this.serialPath, 1 << 20);
+    cleanupPaths(this.dir, this.ramFile);
+    return exit;
+  }
+
+  /** Send a signal to this QEMU, by its PID. */
+  signal(signal: NodeJS.Signals): void {
+    if (!this.isRunning()) return;
+    try {
+      process.kill(this.pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+
+  /** For tests that must see an abrupt death (the child handle is otherwise private). */
+  get childProcess(): ResultPromise {
+    return this.child;
+  }
+}
+
+/** Connect a fresh client per attempt (a failed client is spent) until QEMU greets or dies. */
+async function connectWhileAlive(
+  newClient: () => QMPClient,
+  socket: string,
+  exited: Promise<ExitInfo>,
+  timeoutMs: number,
+): Promise<QMPClient> {
+  const deadline = Date.now() + timeoutMs;
+  let exit: ExitInfo | undefined;
+  exited.then((e) => {
+    exit = e;
+  });
+  return pRetry(
+    async () => {
+      if (exit) throw new AbortError(`QEMU exited (${describeExit(exit)})`);
+      if (!existsSync(socket)) throw new Error(`QMP socket ${socket} did not appear`);
+      const left = deadline - Date.now();
+      const qmp = newClient();
+      await qmp.connect(socket, { timeoutMs: Math.max(200, left) });
+      return qmp;
+    },
+    {
+      retries: 10_000,
+      minTimeout: 20,
+      maxTimeout: 200,
+      factor: 1.5,
+      maxRetryTime: timeoutMs,
+      shouldRetry: ({ error }) =>
+        // A socket that accepts but never greets will not start greeting on a retry.
+        !exit &&
+        Date.now() < deadline &&
+        !(error instanceof QMPConnectError && error.phase === "greeting"),
+    },
+  ).catch((error: Error) => {
+    if (exit) throw new Error(`QEMU exited (${describeExit(exit)})`);
+    throw new Error(
+      `no QMP session within ${timeoutMs} ms (${error.message}); QEMU is still running but its monitor never answered`,
+    );
+  });
+}
+
+function describeExit(e: ExitInfo): string {
+  if (e.signal) return `killed by ${e.signal}`;
+  return `exit code ${e.exitCode ?? "unknown"}`;
+}
+
+function cleanupPaths(dir: string, ramFile?: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  unregisterPath(dir);
+  if (ramFile) {
+    rmSync(ramFile, { force: true });
+    unregisterPath(ramFile);
+  }
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+/** Temp dirs go on tmpfs when there is one: guest RAM files then live inside them. */
+export function defaultParentDir(): string {
+  return existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+}
+
+/**
+ * Where guest RAM goes when it must be readable in place: inside the machine's own dir when that
+ * is on tmpfs, so whatever removes the dir (shutdown, the exit hooks, the run-level sweep after a
+ * SIGKILL) removes the RAM too; else a uniquely named file on /dev/shm.
+ */
+function ramFilePath(dir: string): string {
+  if (statfsSync(dir).type === TMPFS_MAGIC) return join(dir, "guest.ram");
+  const shm = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  return join(shm, `qmt-${basename(dir)}.ram`);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+async function waitFor<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, delay(ms).then(() => undefined)]);
+}
+
+/** The last `maxBytes` of a file, or "" when it does not exist. */
+export function tailOf(path: string, maxBytes = 4096): string {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const size = statSync(path).size;
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, size - length);
+    return buf.toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function quoteCommandLine(argv: readonly string[]): string {
+  return argv
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+    .join(" ");
+}
+
+export function indent(text: string, prefix = "    "): string {
+  return text
+    .trimEnd()
+    .split("\n")
+    .map((l) => prefix + l)
+    .join("\n");
+}

@@ -1,0 +1,276 @@
+// One self-contained HTML report per run: uPlot and its stylesheet are inlined, the data is
+// embedded as JSON, nothing is fetched when the file is viewed. uPlot because it is small (about
+// 50 KB minified, no dependencies) and draws thousands of time-series points on a canvas in
+// milliseconds; ECharts is ~1 MB and Vega-Lite needs Vega plus a compiler, for charts that are
+// all plain lines over time.
+//
+// The page publishes what it drew in `document.body.dataset.report` (JSON: per chart its draw
+// count, plot rectangle and series colours; page errors), so a headless browser can check it.
+
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { Side } from "../migration/timeline.ts";
+import { quoteCommandLine } from "../qemu/machine.ts";
+import type { RunRecord, RunSide } from "./run-artefacts.ts";
+import { reportSeries } from "./series.ts";
+
+const require = createRequire(import.meta.url);
+
+/** The series colours, also what a screenshot check looks for inside each plot. */
+export const REPORT_COLORS = {
+  ramRemaining: "#1f6feb",
+  systemRemaining: "#d9480f",
+  mbps: "#2b8a3e",
+  dirtyPagesRate: "#ae3ec9",
+  expectedDowntime: "#e8590c",
+  downtimeLimit: "#495057",
+} as const;
+
+/** What the page writes into body[data-report] once its charts have drawn. */
+export interface ReportPageState {
+  charts: {
+    id: string;
+    draws: number;
+    empty: boolean;
+    /** The plot area in CSS pixels (page coordinates). */
+    rect?: { x: number; y: number; width: number; height: number };
+    /** Colours of the series that have at least one value. */
+    colors: string[];
+  }[];
+  errors: string[];
+}
+
+let uplotAssets: { js: string; css: string } | undefined;
+
+function loadUplot(): { js: string; css: string } {
+  uplotAssets ??= {
+    js: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
+    css: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8"),
+  };
+  return uplotAssets;
+}
+
+export function renderReportHtml(run: RunRecord): string {
+  const { js, css } = loadUplot();
+  const series = reportSeries(run);
+  const data = { series, colors: REPORT_COLORS };
+  const title = `qemu-migtest: ${run.name}`;
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${esc(title)}</title>
+<style>${css}</style>
+<style>${PAGE_CSS}</style>
+</head>
+<body>
+<h1>${esc(run.name)}</h1>
+${summarySection(run)}
+<h2>Charts (source side)</h2>
+<p class="note">Shaded bands: source migration status. Dashed lines: MIGRATION_PASS events (p = pass).
+${series.hasSystemRemaining ? "" : "This QEMU has no top-level <code>remaining</code> (system-wide, 11.1+): only RAM remaining is shown."}</p>
+<div id="status-legend"></div>
+<div class="chart" id="chart-remaining"></div>
+<div class="chart" id="chart-throughput"></div>
+<div class="chart" id="chart-dirty-rate"></div>
+<div class="chart" id="chart-downtime"></div>
+${sidesSection(run)}
+<script id="report-data" type="application/json">${jsonForScript(data)}</script>
+<script>${js}</script>
+<script>${PAGE_SCRIPT}</script>
+</body>
+</html>
+`;
+}
+
+function summarySection(run: RunRecord): string {
+  const ram = run.ramCheck;
+  const ramClass = ram ? (ram.ok ? "ok" : "bad") : "none";
+  const ramText = ram ? ram.summary : "not run";
+  const outcome = run.outcome.ok ? "completed" : `failed in phase ${run.outcome.phase}`;
+  const verdicts = run.verdicts
+    .map(
+      (v) =>
+        `<li class="${v.ok ? "ok" : "bad"}">${v.ok ? "PASS" : "FAIL"} ${esc(v.name)}${v.detail ? `: ${esc(v.detail)}` : ""}</li>`,
+    )
+    .join("\n");
+  const src = run.sides.source;
+  const dst = run.sides.destination;
+  return `<table class="summary">
+<tr><th>outcome</th><td class="${run.outcome.ok ? "ok" : "bad"}">${esc(outcome)}${run.outcome.error ? `<pre>${esc(run.outcome.error)}</pre>` : ""}</td></tr>
+<tr><th>RAM check</th><td class="${ramClass}" id="ram-check">${esc(ramText)}</td></tr>
+<tr><th>source</th><td>QEMU ${esc(src.binary.version)} (${esc(src.binary.path)}), ${esc(src.accel.accel)}: ${esc(src.accel.reason)}</td></tr>
+<tr><th>destination</th><td>QEMU ${esc(dst.binary.version)} (${esc(dst.binary.path)}), ${esc(dst.accel.accel)}: ${esc(dst.accel.reason)}</td></tr>
+<tr><th>uri</th><td>${esc(run.uri ?? "(none)")}</td></tr>
+<tr><th>duration</th><td>${run.durationMs === undefined ? "n/a" : `${run.durationMs} ms`}</td></tr>
+<tr><th>recorded</th><td>${esc(run.createdAt)}</td></tr>
+</table>
+${verdicts ? `<h2>Verdicts</h2><ul class="verdicts">${verdicts}</ul>` : ""}`;
+}
+
+function sidesSection(run: RunRecord): string {
+  const sides: Side[] = ["source", "destination"];
+  const cell = (f: (s: RunSide) => string) =>
+    sides.map((s) => `<td>${f(run.sides[s])}</td>`).join("");
+  const enabledCaps = (s: RunSide) =>
+    s.capabilities
+      ? s.capabilities
+          .filter((c) => c.state)
+          .map((c) => c.capability)
+          .join(", ") || "(none)"
+      : "(not read)";
+  const paramNames = [
+    ...new Set(sides.flatMap((s) => Object.keys(run.sides[s].parameters ?? {}))),
+  ].sort();
+  const paramRows = paramNames
+    .map(
+      (name) =>
+        `<tr><th>${esc(name)}</th>${cell((s) => esc(JSON.stringify(s.parameters?.[name]) ?? ""))}</tr>`,
+    )
+    .join("\n");
+  return `<h2>Final state of both sides</h2>
+<table class="sides">
+<tr><th></th><th>source</th><th>destination</th></tr>
+<tr><th>VM</th>${cell((s) => esc(s.final.vm ? `${s.final.vm.status}${s.final.vm.running ? " (running)" : ""}` : "(not read)"))}</tr>
+<tr><th>MIGRATION events</th>${cell((s) => esc(s.final.events.join(" → ") || "(none)"))}</tr>
+<tr><th>query-migrate</th>${cell((s) => `<pre>${esc(JSON.stringify(s.final.queryMigrate ?? null, null, 2))}</pre>`)}</tr>
+<tr><th>info migrate</th>${cell((s) => `<pre>${esc(s.final.infoMigrate?.trimEnd() || "(empty)")}</pre>`)}</tr>
+<tr><th>capabilities on</th>${cell((s) => esc(enabledCaps(s)))}</tr>
+<tr><th>command line</th>${cell((s) => `<pre class="cmd">${esc(quoteCommandLine(s.commandLine))}</pre>`)}</tr>
+</table>
+${paramRows ? `<h2>Migration parameters</h2><table class="sides"><tr><th></th><th>source</th><th>destination</th></tr>\n${paramRows}</table>` : ""}`;
+}
+
+/** JSON inside <script>: no "</script>" or "<!--" can appear. */
+function jsonForScript(value: unknown): string {
+  return JSON.stringify(value)
+    .replace(/</g, "\\u003c")
+    .replace(/\u2028/g, "\\u2028")
+    .replace(/\u2029/g, "\\u2029");
+}
+
+export function esc(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
+  );
+}
+
+const PAGE_CSS = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 16px 24px; color: #212529; background: #fff; }
+h1 { font-size: 20px; margin: 0 0 8px; }
+h2 { font-size: 16px; margin: 20px 0 6px; }
+table { border-collapse: collapse; }
+th, td { text-align: left; vertical-align: top; padding: 3px 8px; border: 1px solid #dee2e6; }
+td.ok, li.ok { color: #2b8a3e; }
+td.bad, li.bad { color: #c92a2a; font-weight: bold; }
+td.none { color: #868e96; }
+pre { margin: 0; font-size: 12px; white-space: pre-wrap; }
+pre.cmd { max-width: 560px; word-break: break-all; }
+.chart { margin: 6px 0 10px; width: 1200px; min-height: 40px; }
+.chart .empty { color: #868e96; padding: 8px; border: 1px dashed #ced4da; }
+.note { color: #495057; margin: 4px 0; }
+#status-legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border: 1px solid #ced4da; }
+ul.verdicts { margin: 0; padding-left: 18px; }
+`;
+
+// Plain browser JavaScript (runs in the report page, not in Node).
+const PAGE_SCRIPT = `
+(function () {
+  var state = { charts: [], errors: [] };
+  function publish() { document.body.dataset.report = JSON.stringify(state); }
+  window.addEventListener("error", function (e) { state.errors.push(String(e.message)); publish(); });
+  try {
+    var D = JSON.parse(document.getElementById("report-data").textContent);
+    var S = D.series, C = D.colors, MiB = 1024 * 1024;
+    var STATUS = { setup: "#adb5bd", active: "#74c0fc", "pre-switchover": "#ffd43b", device: "#ffa94d",
+      "postcopy-active": "#b197fc", completed: "#8ce99a", failed: "#ff8787", cancelling: "#ced4da",
+      cancelled: "#ced4da" };
+    function statusColor(s) { return STATUS[s] || "#e9ecef"; }
+    var legend = document.getElementById("status-legend");
+    S.statusBands.forEach(function (b) {
+      if (legend.querySelector('[data-status="' + b.status + '"]')) return;
+      var span = document.createElement("span");
+      span.dataset.status = b.status; span.textContent = b.status;
+      span.style.background = statusColor(b.status);
+      legend.appendChild(span);
+    });
+    function bands(u) {
+      var ctx = u.ctx, bb = u.bbox;
+      ctx.save(); ctx.globalAlpha = 0.18;
+      S.statusBands.forEach(function (b) {
+        var x0 = Math.max(bb.left, u.valToPos(b.from, "x", true));
+        var x1 = Math.min(bb.left + bb.width, u.valToPos(b.to, "x", true));
+        if (x1 <= x0) return;
+        ctx.fillStyle = statusColor(b.status); ctx.fillRect(x0, bb.top, x1 - x0, bb.height);
+      });
+      ctx.restore();
+    }
+    function passes(u) {
+      var ctx = u.ctx, bb = u.bbox, dpr = window.devicePixelRatio || 1;
+      ctx.save(); ctx.strokeStyle = "#343a40"; ctx.fillStyle = "#343a40";
+      ctx.setLineDash([3 * dpr, 3 * dpr]); ctx.lineWidth = dpr;
+      ctx.font = (10 * dpr) + "px sans-serif";
+      S.passes.forEach(function (p) {
+        var x = Math.round(u.valToPos(p.t, "x", true));
+        if (x < bb.left || x > bb.left + bb.width) return;
+        ctx.beginPath(); ctx.moveTo(x, bb.top); ctx.lineTo(x, bb.top + bb.height); ctx.stroke();
+        ctx.fillText("p" + p.pass, x + 2 * dpr, bb.top + 10 * dpr);
+      });
+      ctx.restore();
+    }
+    // The x axis spans the whole migration (setup included), not only the RAM snapshots.
+    var x0 = Math.min(S.t[0] || 0, S.statusBands.length ? S.statusBands[0].from : Infinity);
+    var x1 = Math.max(S.end, S.t[S.t.length - 1] || 0);
+    if (!(x1 > x0)) x1 = x0 + 1;
+    function mib(v) { return v == null ? null : v / MiB; }
+    var specs = [
+      { id: "remaining", title: "Remaining (MiB)", series: [
+        { label: "RAM remaining", values: S.ramRemaining.map(mib), stroke: C.ramRemaining },
+        S.hasSystemRemaining ? { label: "system-wide remaining", values: S.systemRemaining.map(mib), stroke: C.systemRemaining } : null ] },
+      { id: "throughput", title: "Throughput (Mbps)", series: [
+        { label: "mbps", values: S.mbps, stroke: C.mbps } ] },
+      { id: "dirty-rate", title: "Dirty pages rate (pages/s)", series: [
+        { label: "dirty-pages-rate", values: S.dirtyPagesRate, stroke: C.dirtyPagesRate } ] },
+      { id: "downtime", title: "Expected downtime vs downtime-limit (ms)", series: [
+        { label: "expected-downtime", values: S.expectedDowntime, stroke: C.expectedDowntime },
+        { label: "downtime-limit " + S.downtimeLimitMs + " ms", values: S.t.map(function () { return S.downtimeLimitMs; }), stroke: C.downtimeLimit, dash: [6, 4] } ] }
+    ];
+    specs.forEach(function (spec) {
+      var el = document.getElementById("chart-" + spec.id);
+      var list = spec.series.filter(Boolean);
+      var present = list.filter(function (s) { return s.values.some(function (v) { return v != null; }); });
+      var rec = { id: spec.id, draws: 0, empty: present.length === 0, colors: present.map(function (s) { return s.stroke; }) };
+      state.charts.push(rec);
+      if (S.t.length === 0) {
+        var p = document.createElement("div"); p.className = "empty";
+        p.textContent = spec.title + ": the source recorded no RAM statistics";
+        el.appendChild(p);
+        return;
+      }
+      var opts = {
+        title: spec.title, width: 1200, height: 240,
+        scales: { x: { time: false, range: function () { return [x0, x1]; } } },
+        axes: [{ label: "seconds since start" }, { size: 70 }],
+        series: [{ label: "t (s)" }].concat(list.map(function (s) {
+          return { label: s.label, stroke: s.stroke, width: 2, dash: s.dash, spanGaps: false, points: { show: false } };
+        })),
+        hooks: {
+          drawClear: [bands],
+          draw: [function (u) {
+            passes(u);
+            rec.draws++;
+            var r = u.over.getBoundingClientRect();
+            rec.rect = { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height };
+            publish();
+          }]
+        }
+      };
+      new uPlot(opts, [S.t].concat(list.map(function (s) { return s.values; })), el);
+    });
+  } catch (e) {
+    state.errors.push(String(e && e.stack || e));
+  }
+  publish();
+})();
+`;
