@@ -18,7 +18,7 @@ import {
 } from "./assertions.ts";
 
 const fixture = <T>(name: string): T =>
-  JSON.parse(readFileSync(new URL(`fixtures/vfio/${name}`, import.meta.url), "utf8"));
+  JSON.parse(readFileSync(new URL(`../fixtures/vfio/${name}`, import.meta.url), "utf8"));
 
 interface Series {
   qemu: string;

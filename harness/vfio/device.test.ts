@@ -20,7 +20,7 @@ interface Captured {
 }
 
 const captured = (v: string): Captured =>
-  JSON.parse(readFileSync(new URL(`fixtures/vfio/captured-${v}.json`, import.meta.url), "utf8"));
+  JSON.parse(readFileSync(new URL(`../fixtures/vfio/captured-${v}.json`, import.meta.url), "utf8"));
 const supportOf = (v: string) => {
   const c = captured(v);
   return qemuVfioSupportFrom(c.qemu, c.vfioPciProperties, c.migrateCapabilities);
