@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, test } from "vitest";
+import { readGuestRamFile } from "../qemu/guest-ram-file.ts";
 import {
   BOOTBLOCK_IMAGE_PATH,
   BOOTBLOCK_LAYOUT,
@@ -15,7 +16,7 @@ import {
   patchBootblockImage,
   writeBootblockImage,
 } from "./bootblock.ts";
-import { checkBootblockRam, readBootblockStatus, readGuestRamFile } from "./ram-check.ts";
+import { checkBootblockRam, readBootblockStatus } from "./ram-check.ts";
 
 const MiB = 1024 * 1024;
 const L = BOOTBLOCK_LAYOUT;

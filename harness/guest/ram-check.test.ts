@@ -2,12 +2,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { readGuestRamFile } from "../qemu/guest-ram-file.ts";
 import {
   BootblockRamChecker,
   checkBootblockRam,
   checkBootblockRamFile,
   readBootblockStatus,
-  readGuestRamFile,
 } from "./ram-check.ts";
 
 const PAGE = 4096;

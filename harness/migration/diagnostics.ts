@@ -1,7 +1,8 @@
 // What a failing migration test prints: per side, the last query-migrate and info migrate, the
 // last events, the command line, and the tails of stderr and the serial console.
 
-import { indent, type Machine, quoteCommandLine } from "../qemu/machine.ts";
+import type { Machine } from "../qemu/machine.ts";
+import { indent, quoteCommandLine } from "../util/text.ts";
 import type { Side, Timeline } from "./timeline.ts";
 
 export interface DiagnosticsInput {

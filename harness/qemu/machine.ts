@@ -3,17 +3,20 @@
 // SIGKILL; the process registry covers every way the harness itself can end.
 
 import { closeSync, existsSync, openSync, readSync, rmSync, statfsSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import pRetry, { AbortError } from "p-retry";
 import { dir as tmpDir } from "tmp-promise";
-import { readGuestRamFile } from "../guest/ram-check.ts";
 import { QMPClient, QMPConnectError } from "../qmp/client.ts";
 import type { StatusInfo } from "../qmp/qapi.ts";
 import { QmpSchema } from "../qmp/schema.ts";
+import { sharedMemoryDir } from "../util/paths.ts";
+import { indent, quoteCommandLine } from "../util/text.ts";
+import { MiB } from "../util/units.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
 import { probeQemuBinary, type QemuBinaryInfo } from "./binary.ts";
+import { machineFiles, qemuArgs, spawnCommand } from "./command-line.ts";
+import { readGuestRamFile } from "./guest-ram-file.ts";
 import {
   registerChild,
   registerPath,
@@ -72,6 +75,7 @@ export class MachineLaunchError extends MachineError {
 }
 
 const SUN_PATH_MAX = 107; // sockaddr_un.sun_path is 108 bytes with the terminating NUL
+const SETPRIV = "/usr/bin/setpriv";
 
 export class Machine {
   readonly qmp: QMPClient;
@@ -100,13 +104,13 @@ export class Machine {
   }
 
   get qmpSocket(): string {
-    return join(this.dir, "qmp.sock");
+    return machineFiles(this.dir).qmpSocket;
   }
   get serialPath(): string {
-    return join(this.dir, "serial.log");
+    return machineFiles(this.dir).serialLog;
   }
   get stderrPath(): string {
-    return join(this.dir, "stderr.log");
+    return machineFiles(this.dir).stderrLog;
   }
   /** Set once the process has ended. */
   get exit(): ExitInfo | undefined {
@@ -116,119 +120,22 @@ export class Machine {
   static async launch(options: MachineOptions): Promise<Machine> {
     const binary = await probeQemuBinary(options.binary ?? "qemu-system-x86_64");
     const accel = chooseAccel(options.accel ?? "auto", detectKvm(), binary.accels);
-    const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
-    const tmp = await tmpDir({ tmpdir: parentDir, prefix: `${options.name.slice(0, 8)}-` });
-    const dir = tmp.path;
-    registerPath(dir);
-    const qmpSocket = join(dir, "qmp.sock");
-    if (Buffer.byteLength(qmpSocket) > SUN_PATH_MAX) {
-      rmSync(dir, { recursive: true, force: true });
-      unregisterPath(dir);
-      throw new MachineError(
-        `QMP socket path ${qmpSocket} is ${Buffer.byteLength(qmpSocket)} bytes, over the ${SUN_PATH_MAX}-byte limit of a Unix socket path; set QEMU_MIGTEST_RUN_DIR or TMPDIR to a shorter directory`,
-      );
-    }
-    const memoryMiB = options.memoryMiB ?? 128;
+    const dir = await createMachineDir(options);
     const ramFile = options.ramBackingFile ? ramFilePath(dir) : undefined;
-    const args = [
-      "-name",
-      options.name,
-      "-machine",
-      options.machineType ?? "pc",
-      "-accel",
-      accel.accel,
-      "-m",
-      `${memoryMiB}M`,
-      "-nodefaults",
-      "-no-user-config",
-      "-display",
-      "none",
-      // -qmp, not -chardev + -mon: 11.1 warns that -mon is deprecated.
-      "-qmp",
-      `unix:${qmpSocket},server=on,wait=off`,
-      "-chardev",
-      `file,id=serial0,path=${join(dir, "serial.log")}`,
-      "-serial",
-      "chardev:serial0",
-      "-pidfile",
-      join(dir, "qemu.pid"),
-      ...(binary.exitWithParent ? ["-run-with", "exit-with-parent=on"] : []),
-      ...(ramFile
-        ? [
-            "-object",
-            `memory-backend-file,id=pc.ram,size=${memoryMiB}M,mem-path=${ramFile},share=on`,
-            "-machine",
-            "memory-backend=pc.ram",
-          ]
-        : []),
-      ...(options.incoming ? ["-incoming", "defer"] : []),
-      ...(options.guestArgs ?? []),
-      ...(options.extraArgs ?? []),
+    const commandLine = [
+      binary.path,
+      ...qemuArgs({
+        ...options,
+        accel: accel.accel,
+        exitWithParent: binary.exitWithParent,
+        dir,
+        ramFile,
+      }),
     ];
     if (ramFile) registerPath(ramFile);
-    // The parent-death signal survives exec and ends QEMU even when Node is SIGKILLed; it
-    // fires when the spawning thread exits, and Node spawns from its main thread.
-    const setpriv = existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
-    const [file, argv] = setpriv
-      ? [setpriv, ["--pdeathsig", "SIGKILL", "--", binary.path, ...args]]
-      : [binary.path, args];
-    const commandLine = [binary.path, ...args];
-    const child = execa(file, argv, {
-      stdin: "ignore",
-      stdout: { file: join(dir, "stderr.log"), append: true },
-      stderr: { file: join(dir, "stderr.log"), append: true },
-      reject: false,
-      cleanup: true,
-      // No graceful step here: shutdown() does quit and SIGTERM itself.
-      forceKillAfterDelay: false,
-    });
-    const pid = child.pid;
-    if (pid === undefined) {
-      const r = await child;
-      cleanupPaths(dir, ramFile);
-      throw new MachineLaunchError(
-        `${options.name}: could not start ${binary.path}: ${r.shortMessage}`,
-        commandLine,
-        "",
-      );
-    }
-    registerChild(pid, `${options.name} ${binary.path}`);
-    const exited: Promise<ExitInfo> = child.then((r) => {
-      unregisterChild(pid);
-      return { exitCode: r.exitCode, signal: r.signal };
-    });
-
-    const newClient = () =>
-      new QMPClient({
-        name: options.name,
-        ...(options.onQmpMessage ? { onMessage: options.onQmpMessage } : {}),
-      });
-    const startTimeoutMs = options.startTimeoutMs ?? 20_000;
-    let qmp: QMPClient;
-    try {
-      qmp = await connectWhileAlive(newClient, qmpSocket, exited, startTimeoutMs);
-    } catch (error) {
-      const exit = await Promise.race([exited, delay(500).then(() => undefined)]);
-      if (!exit) {
-        process.kill(pid, "SIGKILL");
-        await exited;
-      }
-      const stderr = tailOf(join(dir, "stderr.log"));
-      cleanupPaths(dir, ramFile);
-      if (exit) {
-        throw new MachineLaunchError(
-          `${options.name}: QEMU ${binary.version} exited during start-up (${describeExit(exit)})`,
-          commandLine,
-          stderr,
-          exit,
-        );
-      }
-      throw new MachineLaunchError(
-        `${options.name}: ${(error as Error).message}; the process was killed`,
-        commandLine,
-        stderr,
-      );
-    }
+    const launching: Launching = { name: options.name, binary, dir, ramFile, commandLine };
+    const { child, pid, exited } = await spawnQemu(launching);
+    const qmp = await connectOrKill(launching, options, pid, exited);
     return new Machine(
       options.name,
       binary,
@@ -334,7 +241,7 @@ export class Machine {
     }
     await this.qmp.disconnect().catch(() => undefined);
     this.finalStderr = tailOf(this.stderrPath);
-    this.finalSerial = tailOf(this.serialPath, 1 << 20);
+    this.finalSerial = tailOf(this.serialPath, MiB);
     cleanupPaths(this.dir, this.ramFile);
     return exit;
   }
@@ -352,6 +259,110 @@ export class Machine {
   /** For tests that must see an abrupt death (the child handle is otherwise private). */
   get childProcess(): ResultPromise {
     return this.child;
+  }
+}
+
+/** What a launch has settled before QEMU runs: enough to clean up and to explain a failure. */
+interface Launching {
+  name: string;
+  binary: QemuBinaryInfo;
+  dir: string;
+  ramFile: string | undefined;
+  commandLine: string[];
+}
+
+/** The machine's own temp dir, registered for removal; refused when its socket path cannot fit. */
+async function createMachineDir(options: MachineOptions): Promise<string> {
+  const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
+  const tmp = await tmpDir({ tmpdir: parentDir, prefix: `${options.name.slice(0, 8)}-` });
+  const dir = tmp.path;
+  registerPath(dir);
+  const { qmpSocket } = machineFiles(dir);
+  if (Buffer.byteLength(qmpSocket) > SUN_PATH_MAX) {
+    rmSync(dir, { recursive: true, force: true });
+    unregisterPath(dir);
+    throw new MachineError(
+      `QMP socket path ${qmpSocket} is ${Buffer.byteLength(qmpSocket)} bytes, over the ${SUN_PATH_MAX}-byte limit of a Unix socket path; set QEMU_MIGTEST_RUN_DIR or TMPDIR to a shorter directory`,
+    );
+  }
+  return dir;
+}
+
+/** Starts QEMU with its output in the machine's log, registered with the process registry. */
+async function spawnQemu(
+  l: Launching,
+): Promise<{ child: ResultPromise; pid: number; exited: Promise<ExitInfo> }> {
+  const setpriv = existsSync(SETPRIV) ? SETPRIV : undefined;
+  const { file, args } = spawnCommand(l.commandLine, setpriv);
+  const log = machineFiles(l.dir).stderrLog;
+  const child = execa(file, args, {
+    stdin: "ignore",
+    stdout: { file: log, append: true },
+    stderr: { file: log, append: true },
+    reject: false,
+    cleanup: true,
+    // No graceful step here: shutdown() does quit and SIGTERM itself.
+    forceKillAfterDelay: false,
+  });
+  const pid = child.pid;
+  if (pid === undefined) {
+    const r = await child;
+    cleanupPaths(l.dir, l.ramFile);
+    throw new MachineLaunchError(
+      `${l.name}: could not start ${l.binary.path}: ${r.shortMessage}`,
+      l.commandLine,
+      "",
+    );
+  }
+  registerChild(pid, `${l.name} ${l.binary.path}`);
+  const exited: Promise<ExitInfo> = child.then((r) => {
+    unregisterChild(pid);
+    return { exitCode: r.exitCode, signal: r.signal };
+  });
+  return { child, pid, exited };
+}
+
+/** A negotiated QMP session; otherwise QEMU is killed, its dir removed, and the error says why. */
+async function connectOrKill(
+  l: Launching,
+  options: MachineOptions,
+  pid: number,
+  exited: Promise<ExitInfo>,
+): Promise<QMPClient> {
+  const newClient = () =>
+    new QMPClient({
+      name: l.name,
+      ...(options.onQmpMessage ? { onMessage: options.onQmpMessage } : {}),
+    });
+  const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+  try {
+    return await connectWhileAlive(
+      newClient,
+      machineFiles(l.dir).qmpSocket,
+      exited,
+      startTimeoutMs,
+    );
+  } catch (error) {
+    const exit = await Promise.race([exited, delay(500).then(() => undefined)]);
+    if (!exit) {
+      process.kill(pid, "SIGKILL");
+      await exited;
+    }
+    const stderr = tailOf(machineFiles(l.dir).stderrLog);
+    cleanupPaths(l.dir, l.ramFile);
+    if (exit) {
+      throw new MachineLaunchError(
+        `${l.name}: QEMU ${l.binary.version} exited during start-up (${describeExit(exit)})`,
+        l.commandLine,
+        stderr,
+        exit,
+      );
+    }
+    throw new MachineLaunchError(
+      `${l.name}: ${(error as Error).message}; the process was killed`,
+      l.commandLine,
+      stderr,
+    );
   }
 }
 
@@ -414,7 +425,7 @@ const TMPFS_MAGIC = 0x01021994;
 
 /** Temp dirs go on tmpfs when there is one: guest RAM files then live inside them. */
 export function defaultParentDir(): string {
-  return existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  return sharedMemoryDir();
 }
 
 /**
@@ -424,8 +435,7 @@ export function defaultParentDir(): string {
  */
 function ramFilePath(dir: string): string {
   if (statfsSync(dir).type === TMPFS_MAGIC) return join(dir, "guest.ram");
-  const shm = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-  return join(shm, `qmt-${basename(dir)}.ram`);
+  return join(sharedMemoryDir(), `qmt-${basename(dir)}.ram`);
 }
 
 function delay(ms: number): Promise<void> {
@@ -437,7 +447,7 @@ async function waitFor<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
 }
 
 /** The last `maxBytes` of a file, or "" when it does not exist. */
-export function tailOf(path: string, maxBytes = 4096): string {
+function tailOf(path: string, maxBytes = 4096): string {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -453,18 +463,4 @@ export function tailOf(path: string, maxBytes = 4096): string {
   } finally {
     closeSync(fd);
   }
-}
-
-export function quoteCommandLine(argv: readonly string[]): string {
-  return argv
-    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
-    .join(" ");
-}
-
-export function indent(text: string, prefix = "    "): string {
-  return text
-    .trimEnd()
-    .split("\n")
-    .map((l) => prefix + l)
-    .join("\n");
 }

@@ -10,7 +10,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Side } from "../migration/timeline.ts";
-import { quoteCommandLine } from "../qemu/machine.ts";
+import { quoteCommandLine } from "../util/text.ts";
 import type { RunRecord, RunSide } from "./run-artefacts.ts";
 import { reportSeries } from "./series.ts";
 
