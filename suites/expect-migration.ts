@@ -5,7 +5,8 @@
 import { expect } from "vitest";
 import { checkMigrationEvents, type Outcome } from "../harness/checks/migration-events.ts";
 import { counterProblems, hmpAgainstQmpProblems } from "../harness/checks/timeline-checks.ts";
-import { compareWithQmp, parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
+import { compareWithQmp } from "../harness/hmp/compare-qmp.ts";
+import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import type { MigrationPair, MigrationResult } from "../harness/migration/pair.ts";
 import type { Side, Timeline } from "../harness/migration/timeline.ts";
 import type { MigrationInfo, MigrationStats } from "../harness/qmp/qapi.ts";

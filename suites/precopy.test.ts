@@ -3,7 +3,8 @@
 // destination, checked on their own and against each other.
 
 import { describe, expect, inject } from "vitest";
-import { compareWithQmp, parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
+import { compareWithQmp } from "../harness/hmp/compare-qmp.ts";
+import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import { freeLoopbackPort } from "../harness/migration/pair.ts";
 import { expectCompletedMigration, expectLegalEvents } from "./expect-migration.ts";
 import { test, where } from "./migration-test.ts";

@@ -4,7 +4,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { checkRemaining } from "../checks/remaining-checks.ts";
-import { compareWithQmp, parseInfoMigrate } from "../hmp/info-migrate.ts";
+import { compareWithQmp } from "../hmp/compare-qmp.ts";
+import { parseInfoMigrate } from "../hmp/info-migrate.ts";
 import { buildQemu, type QemuBuild, type QemuPatch, type QemuSource } from "../qemu/build.ts";
 import { formatViolations, migrationFeatures, QmpSchema, validateReply } from "../qmp/schema.ts";
 import { renderReportHtml } from "../report/html.ts";

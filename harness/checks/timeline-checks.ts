@@ -2,7 +2,8 @@
 // info migrate agrees with the query-migrate replies read around it, and on the source no work
 // counter goes down within a migration attempt. The suites' fixture runs these on every pair.
 
-import { compareWithQmp, parseInfoMigrate } from "../hmp/info-migrate.ts";
+import { compareWithQmp } from "../hmp/compare-qmp.ts";
+import { parseInfoMigrate } from "../hmp/info-migrate.ts";
 import type { Side, Timeline } from "../migration/timeline.ts";
 import type { MigrationStats } from "../qmp/qapi.ts";
 

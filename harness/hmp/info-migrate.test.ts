@@ -4,12 +4,9 @@ import {
   type InfoMigrateFixture,
   loadInfoMigrateFixtures,
 } from "../checks/info-migrate-fixture.ts";
-import {
-  compareWithQmp,
-  detectInfoMigrateFormat,
-  type HmpMigrationInfo,
-  parseInfoMigrate,
-} from "./info-migrate.ts";
+import { compareWithQmp } from "./compare-qmp.ts";
+import { detectInfoMigrateFormat, parseInfoMigrate } from "./info-migrate.ts";
+import type { HmpMigrationInfo } from "./migration-info.ts";
 import { formatSizeToStr } from "./size.ts";
 
 // Captured from real QEMUs by scripts/capture-info-migrate.ts; their names, phases and
