@@ -28,14 +28,12 @@ import {
   type InfoMigratePhase,
   serializeFixture,
 } from "../harness/checks/info-migrate-fixture.ts";
-import {
-  CONVERGING_PARAMETERS,
-  NON_CONVERGING_PARAMETERS,
-} from "../harness/migration/convergence.ts";
-import { freeLoopbackPort, MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
+import { MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
 import type { Side } from "../harness/migration/timeline.ts";
 import type { AccelRequest } from "../harness/qemu/accel.ts";
 import type { MigrationInfo } from "../harness/qmp/qapi.ts";
+import { runScenario } from "../harness/scenario/run.ts";
+import type { Scenario } from "../harness/scenario/scenario.ts";
 
 const SETTLE_TIMEOUT_MS = 30_000;
 const MIGRATION_TIMEOUT_MS = 120_000;
@@ -43,6 +41,8 @@ const MIGRATION_TIMEOUT_MS = 120_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dirtySyncs = (info: MigrationInfo) => info.ram?.["dirty-sync-count"] ?? 0;
+
+type Ready = (info: MigrationInfo) => boolean;
 
 /** Whether two query-migrate replies describe the state an HMP text printed between them. */
 function sameState(a: MigrationInfo, b: MigrationInfo, live: boolean): boolean {
@@ -130,83 +130,85 @@ class Capture {
     }
   }
 
-  /** Pair 1: none, listening, active, completed. */
+  /** Run a scenario on this capture's binary, on a pair this capture knows. */
+  private run(scenario: Scenario): Promise<unknown> {
+    return runScenario(
+      { timeoutMs: MIGRATION_TIMEOUT_MS, ...scenario },
+      { binary: this.spec, accel: this.accel },
+      async (o) => {
+        this.current = await this.launch(o);
+        return this.current;
+      },
+    ).finally(() => this.current?.close());
+  }
+
+  private current?: MigrationPair;
+
+  /** Pair 1: none, listening, active (held until dirty-sync-count >= 2), completed. */
   async mainFlow(): Promise<void> {
-    const pair = await this.launch({ source: { parameters: NON_CONVERGING_PARAMETERS } });
-    try {
-      await pair.waitForGuest();
-      await this.take(pair, "source", "none", (i) => i.status === undefined);
-      await this.take(pair, "destination", "none", (i) => i.status === undefined);
-      const uri = await pair.startIncoming();
-      await this.take(pair, "destination", "listening", (i) => i.status !== "active");
-      await pair.startMigration(uri);
-      const held = (i: MigrationInfo) => i.status === "active" && dirtySyncs(i) >= 2;
-      await pair.waitUntil(
-        "source active with dirty-sync-count >= 2, destination active",
-        (s) => held(s.source.migration) && s.destination.migration.status === "active",
-        { timeoutMs: MIGRATION_TIMEOUT_MS },
-      );
-      await this.take(pair, "source", "active", held);
-      await this.take(pair, "destination", "active", (i) => i.status === "active");
-      await pair.setParameters("source", CONVERGING_PARAMETERS);
-      await pair.waitForStatus(
-        { source: ["completed"], destination: ["completed"] },
-        { timeoutMs: MIGRATION_TIMEOUT_MS },
-      );
-      await this.take(pair, "source", "completed", (i) => i.status === "completed");
-      await this.take(pair, "destination", "completed", (i) => i.status === "completed");
-    } finally {
-      await pair.close();
-    }
+    const both = async (p: MigrationPair, phase: InfoMigratePhase, ready: Ready) => {
+      await this.take(p, "source", phase, ready);
+      await this.take(p, "destination", phase, ready);
+    };
+    await this.run({
+      hold: { passes: 2 },
+      hooks: {
+        beforeMigrate: (p) => both(p, "none", (i) => i.status === undefined),
+        afterIncoming: (p) =>
+          this.take(p, "destination", "listening", (i) => i.status !== "active"),
+        whileHeld: async (p) => {
+          await this.take(
+            p,
+            "source",
+            "active",
+            (i) => i.status === "active" && dirtySyncs(i) >= 2,
+          );
+          await this.take(p, "destination", "active", (i) => i.status === "active");
+        },
+        afterMigrate: (p) => both(p, "completed", (i) => i.status === "completed"),
+      },
+    });
   }
 
   /** Pair 2: migrate_cancel while active; the destination's side only if it survives it. */
   async cancelFlow(): Promise<void> {
-    const pair = await this.launch({ source: { parameters: NON_CONVERGING_PARAMETERS } });
-    try {
-      await pair.waitForGuest();
-      const survives = pair.features("destination").migrateIncomingHasExitOnError;
-      let uri: string;
-      if (survives) {
-        uri = `tcp:127.0.0.1:${await freeLoopbackPort()}`;
-        const args = { uri, "exit-on-error": false };
-        pair.timeline.record("destination", "command", {
-          command: "migrate-incoming",
-          arguments: args,
-        });
-        await pair.destination.qmp.execute("migrate-incoming", args);
-      } else {
-        uri = await pair.startIncoming();
-      }
-      await pair.startMigration(uri);
-      await pair.waitForStatus(
-        { source: ["active"], destination: ["active"] },
-        { timeoutMs: MIGRATION_TIMEOUT_MS },
-      );
-      pair.timeline.record("source", "command", { command: "migrate_cancel" });
-      await pair.source.qmp.execute("migrate_cancel");
-      await this.take(pair, "source", "cancelled", (i) => i.status === "cancelled");
-      if (survives) {
-        await this.take(pair, "destination", "cancelled", (i) => i.status === "failed");
-      } else {
-        console.log(
-          "  destination cancelled: not captured (migrate-incoming has no exit-on-error: the destination exits)",
-        );
-      }
-    } finally {
-      await pair.close();
-    }
+    const survives = (p: MigrationPair) => p.features("destination").migrateIncomingHasExitOnError;
+    await this.run({
+      hold: { passes: 1 },
+      expect: { status: "cancelled" },
+      incoming: (p) => (survives(p) ? { exitOnError: false } : {}),
+      hooks: {
+        beforeMigrate: (p) => {
+          // Without exit-on-error the destination ends when the stream breaks.
+          if (!survives(p)) p.expectExit("destination", { exitCode: 1 });
+        },
+        whileHeld: async (p) => {
+          await p.waitForStatuses({ source: ["active"], destination: ["active"] });
+          await p.cancel();
+        },
+        afterMigrate: async (p) => {
+          await this.take(p, "source", "cancelled", (i) => i.status === "cancelled");
+          if (survives(p)) {
+            await this.take(p, "destination", "cancelled", (i) => i.status === "failed");
+          } else {
+            console.log(
+              "  destination cancelled: not captured (migrate-incoming has no exit-on-error: the destination exits)",
+            );
+          }
+        },
+      },
+    });
   }
 
   /** Pair 3: a migration to a port nobody listens on. */
   async failFlow(): Promise<void> {
-    const pair = await this.launch();
-    try {
-      await pair.migrateExpectingFailure(`tcp:127.0.0.1:${await freeLoopbackPort()}`);
-      await this.take(pair, "source", "failed", (i) => i.status === "failed");
-    } finally {
-      await pair.close();
-    }
+    await this.run({
+      transport: { kind: "tcp-nobody-listening" },
+      expect: { status: "failed" },
+      hooks: {
+        afterMigrate: (p) => this.take(p, "source", "failed", (i) => i.status === "failed"),
+      },
+    });
   }
 }
 

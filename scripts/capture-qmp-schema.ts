@@ -35,9 +35,9 @@ async function captureMigration(qemu: string): Promise<Record<string, unknown>> 
     await pair.startIncoming();
     out["destination-listening"] = (await pair.snapshot("destination")).migration;
     await pair.startMigration();
-    const active = await pair.waitForStatus({ source: ["active"] }, { timeoutMs: 30_000 });
+    const active = await pair.waitForStatuses({ source: ["active"] }, { timeoutMs: 30_000 });
     out["source-active"] = active.source.migration;
-    const done = await pair.waitForStatus(
+    const done = await pair.waitForStatuses(
       { source: ["completed"], destination: ["completed"] },
       { timeoutMs: 60_000 },
     );

@@ -4,11 +4,13 @@
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject } from "vitest";
-import { MigrationConfigError } from "../harness/migration/pair.ts";
+import { MigrationConfigError, MigrationPair } from "../harness/migration/pair.ts";
 import { AccelError, chooseAccel, detectKvm } from "../harness/qemu/accel.ts";
 import { QemuBinaryError } from "../harness/qemu/binary.ts";
 import { Machine, MachineLaunchError } from "../harness/qemu/machine.ts";
 import { isAlive, registered } from "../harness/qemu/process-registry.ts";
+import { runScenario } from "../harness/scenario/run.ts";
+import { type Scenario, ScenarioError, ScenarioUnsupported } from "../harness/scenario/scenario.ts";
 import { test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");
@@ -109,6 +111,45 @@ describe.each(binaries)("bad input to QEMU $label", (b) => {
     expect(String(error.message)).toMatch(
       /migrate-set-parameters.*multifd-channels.*failed: GenericError/,
     );
+  });
+
+  test(`a scenario naming a capability this QEMU lacks skips with the reason, or fails when required ${where(b)}`, async ({
+    launchPair,
+  }) => {
+    const place = { binary: b.path, accel: b.accelRequest, parentDir: inject("runDir") };
+    // A capability some QEMU of 7.2..11.1 has and this one does not.
+    const probe = await launchPair({ ...place, guest: { kind: "none" } });
+    const known = new Set((await probe.queryCapabilities("source")).map((c) => c.capability));
+    const lacking = (["switchover-ack", "block", "compress"] as const).find((c) => !known.has(c));
+    if (!lacking) throw new Error(`QEMU ${b.version} has every capability this test can name`);
+    const scenario: Scenario = { guest: { kind: "none" }, capabilities: { both: { [lacking]: true } } };
+    const skipped = await runScenario(scenario, place, launchPair).catch((e) => e);
+    expect(skipped).toBeInstanceOf(ScenarioUnsupported);
+    expect(skipped.message).toBe(
+      `QEMU ${probe.source.binary.version} (source) has no migration capability "${lacking}" (query-migrate-capabilities); QEMU ${probe.source.binary.version} (destination) has no migration capability "${lacking}" (query-migrate-capabilities)`,
+    );
+    const failed = await runScenario({ ...scenario, required: [lacking] }, place, launchPair).catch(
+      (e) => e,
+    );
+    expect(failed).toBeInstanceOf(ScenarioError);
+    expect(failed.message).toMatch(new RegExp(`^required by this test: QEMU \\S+ \\(source\\) has no migration capability "${lacking}"`));
+  });
+
+  test(`a QEMU that dies during a test fails it at teardown, unless the test declared it ${where(b)}`, async () => {
+    const place = { binary: b.path, accel: b.accelRequest, parentDir: inject("runDir") };
+    const crashed = await MigrationPair.launch({ ...place, guest: { kind: "none" } });
+    process.kill(crashed.destination.pid, "SIGSEGV");
+    await crashed.destination.exited;
+    expect(await crashed.close()).toEqual([
+      expect.stringMatching(
+        /^the destination QEMU exited on its own during the test \(killed by SIGSEGV\), which the test did not declare/,
+      ),
+    ]);
+    const declared = await MigrationPair.launch({ ...place, guest: { kind: "none" } });
+    declared.expectExit("destination", { signal: "SIGKILL" });
+    process.kill(declared.destination.pid, "SIGKILL");
+    await declared.destination.exited;
+    expect(await declared.close()).toEqual([]);
   });
 
   test(`a busy tcp port is reported before QEMU tries it ${where(b)}`, async ({ launchPair }) => {

@@ -5,6 +5,7 @@
 import { describe, expect, inject } from "vitest";
 import { commonMachineType } from "../harness/qemu/machine-types.ts";
 import { crossVersionFromEnv } from "../harness/qemu/matrix.ts";
+import { runScenario } from "../harness/scenario/run.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { test } from "./migration-test.ts";
 
@@ -59,21 +60,23 @@ describe("cross-version migration", () => {
     test(`precopy from ${p.src.label} to ${p.dst.label} completes and both sides agree [${p.src.label} -> ${p.dst.label}, ${p.accel}]`, async ({
       launchPair,
     }) => {
+      const where = { binary: p.src.spec, accel: p.accelRequest, parentDir: inject("runDir") };
       const machineType = await commonMachineType(
         [p.src.spec, p.dst.spec],
         "pc-i440fx",
         inject("runDir"),
       );
-      const pair = await launchPair({
-        machineType,
-        accel: p.accelRequest,
-        memoryMiB: MEMORY_MIB,
-        source: { binary: p.src.spec },
-        destination: { binary: p.dst.spec },
-      });
+      const { pair, result } = await runScenario(
+        {
+          machineType,
+          memoryMiB: MEMORY_MIB,
+          binaries: { source: p.src.spec, destination: p.dst.spec },
+        },
+        where,
+        launchPair,
+      );
       expect(pair.source.commandLine).toContain(machineType);
       expect(pair.source.binary.path).not.toBe(pair.destination.binary.path);
-      const result = await pair.migrate();
       expectCompletedMigration(pair, result, MEMORY_MIB);
     });
   }

@@ -5,22 +5,20 @@
 // patch: on this matrix the "present" branch is proven by the unit test in
 // harness/checks/destination-stats.test.ts over a reply shaped like the patch's own example.
 
-import { describe, expect, inject } from "vitest";
+import { expect } from "vitest";
 import { checkDestinationStats } from "../harness/checks/destination-stats.ts";
 import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
-import { test, where } from "./migration-test.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
 
-const binaries = inject("binaries");
 const MEMORY_MIB = 128;
 
-describe.each(binaries)("destination statistics $label", (b) => {
+forEachQemu("destination statistics", (b) => {
   test(`the destination's query-migrate after completion keeps the contract its schema implies ${where(b)}`, async ({
-    launchPair,
+    scenario,
   }) => {
-    const pair = await launchPair({ binary: b.path, accel: b.accelRequest, memoryMiB: MEMORY_MIB });
+    const { pair, result } = await scenario({ memoryMiB: MEMORY_MIB });
     const patched = pair.features("destination").destinationRamStats;
-    const result = await pair.migrate();
     expectCompletedMigration(pair, result, MEMORY_MIB);
     const dst = result.destination.migration;
     expect(

@@ -1,19 +1,36 @@
-// The vitest fixture every migration suite uses: `launchPair` starts a MigrationPair inside the
-// run's temp root; whatever happens in the test, every pair it launched is shut down, a failing
-// test gets both sides' diagnostics in its report, and every pair's recorded QMP and HMP
-// snapshots of both sides are checked against each other (harness/checks/timeline-checks.ts).
+// The vitest fixtures every migration suite uses. `qemu` is the binary and accelerator the test
+// runs on (set per describe with `forEachQemu`); `scenario` runs a declared scenario on it and
+// turns "this QEMU lacks a feature the scenario names" into a reported skip; `launchPair` starts a
+// bare MigrationPair. Whatever happens in the test, every pair it launched is shut down, a failing
+// test gets both sides' diagnostics in its report, every pair's recorded QMP and HMP snapshots of
+// both sides are checked against each other (harness/checks/timeline-checks.ts), and a QEMU that
+// ended in a way the test did not declare (a crash, a non-zero exit) fails the test.
 
 import { join } from "node:path";
-import { test as base, inject } from "vitest";
+import { test as base, describe, inject } from "vitest";
 import { timelineProblems } from "../harness/checks/timeline-checks.ts";
 import { MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
+import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
 import { recordPair, saveRun, slugify } from "../harness/report/run-artefacts.ts";
+import { runScenario, type ScenarioRun } from "../harness/scenario/run.ts";
+import { type Scenario, ScenarioUnsupported } from "../harness/scenario/scenario.ts";
 
 export interface MigrationFixtures {
+  /** The QEMU binary and accelerator this test runs on (forEachQemu sets it). */
+  qemu: BinaryUnderTest;
   launchPair: (options?: PairOptions) => Promise<MigrationPair>;
+  /** Run a scenario on `qemu`; a feature the QEMU lacks skips the test with the reason. */
+  scenario: (scenario: Scenario) => Promise<ScenarioRun>;
 }
 
 export const test = base.extend<MigrationFixtures>({
+  qemu: async ({ task }, use) => {
+    throw new Error(
+      `${task.name}: no QEMU under test for this test; wrap it in forEachQemu(...) or test.override({ qemu })`,
+    );
+    // biome-ignore lint/correctness/noUnreachable: the fixture exists only to be overridden
+    await use(undefined as never);
+  },
   launchPair: async ({ onTestFailed, task }, use) => {
     const pairs: MigrationPair[] = [];
     // Vitest refuses annotations once a test has failed, so the diagnostics go in as an extra
@@ -53,18 +70,44 @@ export const test = base.extend<MigrationFixtures>({
         await saveRun(join(results, "runs"), run, `${slugify(task.name)}-${i + 1}`);
       }
     }
-    await Promise.all(pairs.map((p) => p.close()));
-    // Whatever the test checked, everything both sides reported must hang together.
-    const problems = pairs.flatMap((p, i) =>
-      timelineProblems(p.timeline).map((x) => `pair ${i + 1}: ${x}`),
-    );
+    const exits = await Promise.all(pairs.map((p) => p.close()));
+    // Whatever the test checked, everything both sides reported must hang together, and every
+    // QEMU must have ended the way the test said it would.
+    const problems = pairs.flatMap((p, i) => [
+      ...timelineProblems(p.timeline).map((x) => `pair ${i + 1}: ${x}`),
+      ...(exits[i] ?? []).map((x) => `pair ${i + 1}: ${x}`),
+    ]);
     if (problems.length > 0) {
-      throw new Error(`the recorded QMP and HMP snapshots disagree:\n${problems.join("\n")}`);
+      throw new Error(`at teardown of this test's pairs:\n${problems.join("\n")}`);
     }
+  },
+  scenario: async ({ qemu, launchPair, skip }, use) => {
+    await use(async (scenario) => {
+      try {
+        return await runScenario(
+          scenario,
+          { binary: qemu.path, accel: qemu.accelRequest, parentDir: inject("runDir") },
+          launchPair,
+        );
+      } catch (error) {
+        if (error instanceof ScenarioUnsupported) return skip(error.message);
+        throw error;
+      }
+    });
   },
 });
 
 /** "[7.2, tcg]": where a test ran, for its name. */
 export function where(b: { label: string; accel: string }): string {
   return `[${b.label}, ${b.accel}]`;
+}
+
+/** One describe per QEMU under test (`name [7.2, tcg]`), each test getting that QEMU as `qemu`. */
+export function forEachQemu(name: string, body: (b: BinaryUnderTest) => void): void {
+  for (const b of inject("binaries")) {
+    describe(`${name} ${where(b)}`, () => {
+      test.override({ qemu: b });
+      body(b);
+    });
+  }
 }

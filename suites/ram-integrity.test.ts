@@ -2,22 +2,15 @@
 // under the harness's control. The guest is the boot-block guest dirtying its range.
 
 import { open } from "node:fs/promises";
-import { describe, expect, inject } from "vitest";
-import {
-  CONVERGING_PARAMETERS,
-  NON_CONVERGING_PARAMETERS,
-} from "../harness/migration/convergence.ts";
-import { test, where } from "./migration-test.ts";
+import { expect } from "vitest";
+import { MiB } from "../harness/util/units.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
 
-const binaries = inject("binaries");
-const MiB = 1024 * 1024;
-
-describe.each(binaries)("RAM integrity $label", (b) => {
+forEachQemu("RAM integrity", (b) => {
   test(`a page corrupted on the destination is caught with its address and values ${where(b)}`, async ({
-    launchPair,
+    scenario,
   }) => {
-    const pair = await launchPair({ binary: b.path, accel: b.accelRequest, memoryMiB: 64 });
-    const result = await pair.migrate({ ramCheck: false });
+    const { pair, result } = await scenario({ memoryMiB: 64, ramCheck: false });
     expect(result.destination.migration.status).toBe("completed");
     // The guest rewrites byte 0 of every page each pass; byte 100 must stay 0: poke it through
     // the destination's shared RAM file (the guest's own memory) while the guest runs.
@@ -54,48 +47,38 @@ describe.each(binaries)("RAM integrity $label", (b) => {
   });
 
   test(`precopy stays active under low bandwidth and completes once the limits are raised ${where(b)}`, async ({
-    launchPair,
+    scenario,
   }) => {
-    const pair = await launchPair({
-      binary: b.path,
-      accel: b.accelRequest,
-      memoryMiB: 64,
-      guest: { kind: "bootblock", rangeEndMiB: 32 },
-      source: { parameters: NON_CONVERGING_PARAMETERS },
-    });
-    await pair.waitForGuest();
-    await pair.startMigration(await pair.startIncoming());
-    // Several dirty-bitmap syncs while still active: the guest outruns the bandwidth.
     const syncs = 4;
-    const stuck = await pair.waitUntil(
-      `source dirty-sync-count >= ${syncs}`,
-      (s) => (s.source.migration.ram?.["dirty-sync-count"] ?? 0) >= syncs,
-      { timeoutMs: 60_000 },
-    );
-    expect(stuck.source.migration.status, "still active after several passes").toBe("active");
-    expect(stuck.destination.migration.status).toBe("active");
-    const passes = pair.timeline
-      .of("source", "event")
-      .filter((e) => e.data.event === "MIGRATION_PASS");
-    expect(passes.length, "MIGRATION_PASS events on the source").toBeGreaterThanOrEqual(syncs - 1);
-    // Bandwidth really limited: bytes sent so far are far below the guest's dirtying.
-    const ram = stuck.source.migration.ram;
-    expect(ram?.transferred ?? 0).toBeGreaterThan(32 * MiB);
-
-    await pair.setParameters("source", CONVERGING_PARAMETERS);
-    const raisedAt = pair.timeline.now();
-    const done = await pair.waitForStatus(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: 30_000 },
-    );
-    expect(done.source.migration.status).toBe("completed");
-    pair.timeline.record(
-      "harness",
-      "note",
-      `completed ${pair.timeline.now() - raisedAt} ms after raising the limits`,
-    );
-    await pair.waitForVm("destination", (s) => s.running, "running");
-    const check = await pair.checkRam();
-    expect(check.check.ok, check.check.summary).toBe(true);
+    const { pair, result } = await scenario({
+      memoryMiB: 64,
+      guest: { kind: "bootblock", rangeEndMiB: 32, dirtyRateMiBps: 64 },
+      hold: { passes: syncs, parameters: { "max-bandwidth": 32 * MiB, "downtime-limit": 10 } },
+      hooks: {
+        whileHeld: (p) => {
+          // Several dirty-bitmap syncs while still active: the guest outruns the bandwidth.
+          const last = (side: "source" | "destination") =>
+            p.timeline.last(side, "query-migrate")?.data;
+          expect(last("source")?.status, "still active after several passes").toBe("active");
+          expect(last("destination")?.status).toBe("active");
+          const passes = p.timeline
+            .of("source", "event")
+            .filter((e) => e.data.event === "MIGRATION_PASS");
+          expect(passes.length, "MIGRATION_PASS events on the source").toBeGreaterThanOrEqual(
+            syncs - 1,
+          );
+          expect(last("source")?.ram?.transferred ?? 0).toBeGreaterThan(32 * MiB);
+        },
+      },
+    });
+    expect(result.outcome).toBe("completed");
+    expect(result.ram?.check.ok, result.ram?.check.summary).toBe(true);
+    const released = pair.timeline
+      .of("source", "command")
+      .filter((c) => c.data.command === "migrate-set-parameters")
+      .at(-1);
+    expect(released?.data.arguments, "released with converging limits").toMatchObject({
+      "downtime-limit": 30_000,
+    });
   });
 });

@@ -7,7 +7,7 @@
 // at 32 MiB/s, up to 22 MiB at 128 MiB/s), and reads 0 for a short window before each dirty-bitmap
 // sync while ram.remaining is the whole dirty range. The tolerance below follows from that.
 
-import { describe, expect, inject } from "vitest";
+import { expect } from "vitest";
 import {
   checkAbsent,
   checkHmpAgreesWithQmp,
@@ -15,109 +15,77 @@ import {
   snapshotsFromTimeline,
 } from "../harness/checks/remaining-checks.ts";
 import { detectStall, passSamples } from "../harness/checks/stall-detector.ts";
-import { measureDirtyRate } from "../harness/guest/guest.ts";
 import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
-import { CONVERGING_PARAMETERS } from "../harness/migration/convergence.ts";
 import type { MigrationPair } from "../harness/migration/pair.ts";
-import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
-import { test, where } from "./migration-test.ts";
+import type { Scenario } from "../harness/scenario/scenario.ts";
+import { MiB } from "../harness/util/units.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
 
-const binaries = inject("binaries");
-const MiB = 1024 * 1024;
 /** Source bandwidth while the migration is held active. */
 const HOLD_BANDWIDTH = 32 * MiB;
 /** The cached value may lag by this much transfer: three 100 ms rate-limit windows, + 1 MiB. */
 const lagBound = (bandwidth: number) => Math.round(bandwidth * 0.3) + MiB;
 const STALL_PASSES = 2;
 
-async function launch(
-  launchPair: (o: object) => Promise<MigrationPair>,
-  b: BinaryUnderTest,
-  parameters: Record<string, unknown>,
-  guest?: object,
-): Promise<MigrationPair> {
-  return launchPair({
-    binary: b.path,
-    accel: b.accelRequest,
+const hasRemaining = (pair: MigrationPair) => pair.features("source").topLevelRemaining;
+const lacksRemaining = (pair: MigrationPair) =>
+  hasRemaining(pair)
+    ? undefined
+    : `QEMU ${pair.source.binary.version}'s schema has no MigrationInfo.remaining (system-wide-remaining patch, QEMU 11.1); its absence is checked by "remaining is absent"`;
+
+/** 64 MiB, a guest dirtying twice what the held source may send, snapshots every 20 ms. */
+function held(passes: number, rest: Partial<Scenario> = {}): Scenario {
+  return {
     memoryMiB: 64,
     pollIntervalMs: 20,
-    source: { parameters },
-    ...(guest ? { guest } : {}),
-  });
+    guest: { kind: "bootblock", dirtyRateMiBps: 2 * (HOLD_BANDWIDTH / MiB) },
+    hold: { passes, parameters: { "max-bandwidth": HOLD_BANDWIDTH, "downtime-limit": 10 } },
+    ...rest,
+  };
 }
 
-/** Start migrating and wait until the source has done `syncs` dirty-bitmap syncs, still active. */
-async function holdActive(pair: MigrationPair, syncs: number): Promise<void> {
-  await pair.waitForGuest();
-  await pair.startMigration(await pair.startIncoming());
-  await pair.waitUntil(
-    `source dirty-sync-count >= ${syncs}`,
-    (s) => (s.source.migration.ram?.["dirty-sync-count"] ?? 0) >= syncs,
-    { timeoutMs: 60_000 },
+/** Active snapshots of the source: remaining within the lag bound of ram.remaining. */
+function expectRemainingTracksRam(pair: MigrationPair): void {
+  const active = pair.timeline
+    .of("source", "query-migrate")
+    .filter((s) => s.data.status === "active" && s.data.ram);
+  expect(active.length, "active source snapshots").toBeGreaterThan(10);
+  const lags: number[] = [];
+  let staleZeros = 0;
+  for (const { t, data } of active) {
+    expect(data.remaining, `source remaining at t=${t} ms (status active)`).toBeTypeOf("number");
+    const remaining = data.remaining as number;
+    const ram = data.ram?.remaining ?? 0;
+    if (remaining === 0 && ram > 0) {
+      staleZeros++;
+      continue;
+    }
+    const lag = remaining - ram;
+    lags.push(lag);
+    expect(
+      Math.abs(lag),
+      `t=${t} ms: remaining ${remaining} vs ram.remaining ${ram}: lag ${lag} bytes beyond ${lagBound(HOLD_BANDWIDTH)} (3 rate-limit windows at ${HOLD_BANDWIDTH} B/s + 1 MiB)`,
+    ).toBeLessThanOrEqual(lagBound(HOLD_BANDWIDTH));
+  }
+  // The stale zero is a short window before each sync, never the usual reading.
+  expect(staleZeros, `snapshots reading 0 while RAM was dirty, of ${active.length}`).toBeLessThan(
+    active.length / 5,
+  );
+  lags.sort((x, y) => x - y);
+  pair.timeline.record(
+    "harness",
+    "note",
+    `remaining - ram.remaining over ${lags.length} samples: min ${lags[0]}, median ${lags[lags.length >> 1]}, max ${lags.at(-1)}; stale zeros ${staleZeros}`,
   );
 }
 
-/** A pair held active by a low bandwidth, or a skip with `reason` when QEMU lacks `remaining`. */
-async function heldPairWithRemaining(
-  launchPair: (o: object) => Promise<MigrationPair>,
-  b: BinaryUnderTest,
-  skip: (note: string) => never,
-  reason: (version: string) => string,
-): Promise<MigrationPair> {
-  const pair = await launch(launchPair, b, {
-    "max-bandwidth": HOLD_BANDWIDTH,
-    "downtime-limit": 10,
-  });
-  if (!pair.features("source").topLevelRemaining) skip(reason(pair.source.binary.version));
-  return pair;
-}
-
-describe.each(binaries)("system-wide remaining $label", (b) => {
+forEachQemu("system-wide remaining", (b) => {
   test(`remaining is reported while active, agrees with ram.remaining and HMP, and is dropped at completion ${where(b)}`, async ({
-    launchPair,
-    skip,
+    scenario,
   }) => {
-    const pair = await heldPairWithRemaining(
-      launchPair,
-      b,
-      skip,
-      (v) =>
-        `QEMU ${v}'s schema has no MigrationInfo.remaining (system-wide-remaining patch, QEMU 11.1); its absence is checked by the next test`,
+    const { pair } = await scenario(
+      held(4, { skipIf: lacksRemaining, hooks: { whileHeld: expectRemainingTracksRam } }),
     );
-    await holdActive(pair, 4);
-
-    const active = pair.timeline
-      .of("source", "query-migrate")
-      .filter((s) => s.data.status === "active" && s.data.ram);
-    expect(active.length, "active source snapshots").toBeGreaterThan(10);
-    const lags: number[] = [];
-    let staleZeros = 0;
-    for (const { t, data } of active) {
-      expect(data.remaining, `source remaining at t=${t} ms (status active)`).toBeTypeOf("number");
-      const remaining = data.remaining as number;
-      const ram = data.ram?.remaining ?? 0;
-      if (remaining === 0 && ram > 0) {
-        staleZeros++;
-        continue;
-      }
-      const lag = remaining - ram;
-      lags.push(lag);
-      expect(
-        Math.abs(lag),
-        `t=${t} ms: remaining ${remaining} vs ram.remaining ${ram}: lag ${lag} bytes beyond ${lagBound(HOLD_BANDWIDTH)} (3 rate-limit windows at ${HOLD_BANDWIDTH} B/s + 1 MiB)`,
-      ).toBeLessThanOrEqual(lagBound(HOLD_BANDWIDTH));
-    }
-    // The stale zero is a short window before each sync, never the usual reading.
-    expect(staleZeros, `snapshots reading 0 while RAM was dirty, of ${active.length}`).toBeLessThan(
-      active.length / 5,
-    );
-    lags.sort((x, y) => x - y);
-    pair.timeline.record(
-      "harness",
-      "note",
-      `remaining - ram.remaining over ${lags.length} samples: min ${lags[0]}, median ${lags[lags.length >> 1]}, max ${lags.at(-1)}; stale zeros ${staleZeros}`,
-    );
-
     // HMP's Remaining: stands for the QMP value (size_to_str rounding, between the two QMP reads
     // around it) on both sides, and is printed exactly when query-migrate has the member; the
     // destination has neither.
@@ -132,11 +100,6 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
 
     // At completion 11.1 reports no remaining (fill_source_migration_info fills it only while
     // the migration runs, the switchover's `device` state included): neither member nor HMP line.
-    await pair.setParameters("source", CONVERGING_PARAMETERS);
-    await pair.waitForStatus(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: 30_000 },
-    );
     // A fresh snapshot: the one that saw `completed` may have printed HMP while still in `device`.
     const done = await pair.snapshot("source");
     const final = pair.timeline.hmpBrackets("source").at(-1);
@@ -151,29 +114,18 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
       if (data.status !== "device") continue;
       expect(data.remaining, `source remaining in state device at t=${t} ms`).toBeTypeOf("number");
     }
-    await pair.waitForVm("destination", (s) => s.running, "running");
-    const ram = await pair.checkRam();
-    expect(ram.check.ok, ram.check.summary).toBe(true);
   });
 
   test(`remaining is absent on both interfaces where the schema lacks it ${where(b)}`, async ({
-    launchPair,
-    skip,
+    scenario,
   }) => {
-    const pair = await launch(launchPair, b, {
-      "max-bandwidth": HOLD_BANDWIDTH,
-      "downtime-limit": 10,
-    });
-    if (pair.features("source").topLevelRemaining) {
-      return skip(
-        `QEMU ${pair.source.binary.version}'s schema has MigrationInfo.remaining: checked by the test above`,
-      );
-    }
-    await holdActive(pair, 2);
-    await pair.setParameters("source", CONVERGING_PARAMETERS);
-    await pair.waitForStatus(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: 30_000 },
+    const { pair } = await scenario(
+      held(2, {
+        skipIf: (p) =>
+          hasRemaining(p)
+            ? `QEMU ${p.source.binary.version}'s schema has MigrationInfo.remaining: checked by "remaining is reported while active"`
+            : undefined,
+      }),
     );
     expect(checkAbsent(snapshotsFromTimeline(pair.timeline))).toEqual([]);
     expect(
@@ -182,55 +134,38 @@ describe.each(binaries)("system-wide remaining $label", (b) => {
   });
 
   test(`stall detection flags a forced non-converging migration ${where(b)}`, async ({
-    launchPair,
-    skip,
+    scenario,
   }) => {
-    const pair = await heldPairWithRemaining(
-      launchPair,
-      b,
-      skip,
-      (v) => `QEMU ${v} has no system-wide remaining to sample (11.1 feature)`,
+    await scenario(
+      held(6, {
+        skipIf: lacksRemaining,
+        hooks: {
+          whileHeld: (pair) => {
+            const verdict = detectStall(passSamples(pair.timeline), { passes: STALL_PASSES });
+            expect(verdict.samples.length, "usable pass samples").toBeGreaterThan(STALL_PASSES);
+            expect(verdict.stalled, verdict.reason).toBe(true);
+            expect(pair.timeline.last("source", "query-migrate")?.data.status).toBe("active");
+          },
+        },
+      }),
     );
-    await holdActive(pair, 6);
-    const verdict = detectStall(passSamples(pair.timeline), { passes: STALL_PASSES });
-    expect(verdict.samples.length, "usable pass samples").toBeGreaterThan(STALL_PASSES);
-    expect(verdict.stalled, verdict.reason).toBe(true);
-    expect(pair.timeline.last("source", "query-migrate")?.data.status).toBe("active");
   });
 
   test(`stall detection does not flag a migration converging over several passes ${where(b)}`, async ({
-    launchPair,
-    skip,
+    scenario,
   }) => {
-    const probe = await launch(launchPair, b, {}, { kind: "none" });
-    const has = probe.features("source").topLevelRemaining;
-    await probe.close();
-    if (!has)
-      return skip(`QEMU ${b.version} has no system-wide remaining to sample (11.1 feature)`);
-    // Bandwidth 3x the guest's dirty rate: each pass leaves about a third of the one before,
-    // so it takes several passes (each judged) before the 2 ms downtime limit is met.
-    let rate = await measureDirtyRate({ binary: b.path, accel: b.accelRequest, pageSpin: 100_000 });
-    const spin = Math.max(1, Math.round((100_000 * rate.bytesPerSecond) / (8 * MiB)));
-    rate = await measureDirtyRate({ binary: b.path, accel: b.accelRequest, pageSpin: spin });
-    const bandwidth = Math.max(4 * MiB, Math.round(3 * rate.bytesPerSecond));
-    const pair = await launch(
-      launchPair,
-      b,
-      { "max-bandwidth": bandwidth, "downtime-limit": 2 },
-      { kind: "bootblock", pageSpin: spin, rangeEndMiB: 48 },
-    );
-    await pair.waitForGuest();
-    await pair.startMigration(await pair.startIncoming());
-    await pair.waitForStatus(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: 60_000 },
-    );
+    // Bandwidth 3x the guest's paced dirty rate: each pass leaves about a third of the one
+    // before, so it takes several passes (each judged) before the 2 ms downtime limit is met.
+    const rate = 8;
+    const { pair } = await scenario({
+      memoryMiB: 64,
+      pollIntervalMs: 20,
+      skipIf: lacksRemaining,
+      guest: { kind: "bootblock", dirtyRateMiBps: rate, rangeEndMiB: 48 },
+      parameters: { source: { "max-bandwidth": 3 * rate * MiB, "downtime-limit": 2 } },
+    });
     const samples = passSamples(pair.timeline);
-    pair.timeline.record(
-      "harness",
-      "note",
-      `dirty rate ${Math.round(rate.bytesPerSecond)} B/s at pageSpin ${spin}; bandwidth ${bandwidth}; samples ${JSON.stringify(samples)}`,
-    );
+    pair.timeline.record("harness", "note", `pass samples ${JSON.stringify(samples)}`);
     const verdict = detectStall(samples, { passes: STALL_PASSES });
     expect(
       verdict.samples.length,

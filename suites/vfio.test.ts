@@ -165,7 +165,7 @@ describe("vfio", { tags: ["vfio"] }, () => {
       let outcome: PostcopyOutcome;
       try {
         await pair.startMigration(uri);
-        const end = await pair.waitForStatus(
+        const end = await pair.waitForStatuses(
           { source: ["completed", "failed"] },
           { timeoutMs: 60_000 },
         );

@@ -4,11 +4,13 @@
 // with max-bandwidth so `active` lasts long enough to be seen several times, then released so it
 // converges. Each snapshot brackets HMP `info migrate` between two query-migrate reads.
 
-import { MigrationPair, type Side, type Transport } from "../migration/pair.ts";
+import { MigrationPair, type Side, type TransportKind } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
 import type { SchemaInfo } from "../qmp/schema.ts";
 import { type RunRecord, recordPair } from "../report/run-artefacts.ts";
+import { runScenario } from "../scenario/run.ts";
+import { MiB } from "../util/units.ts";
 
 /** before, incoming, then the source's status (setup, active, device, ...), then completed. */
 export type AbPhase = string;
@@ -27,15 +29,15 @@ export interface AbSnapshot {
 
 export interface AbScenario {
   accel: AccelRequest;
-  transport: Transport;
+  transport: TransportKind;
   memoryMiB: number;
   /** Source max-bandwidth (bytes/s) while the active phase is sampled. */
   maxBandwidth: number;
   /** Snapshots of each side taken while the source is active. */
   activeSnapshots: number;
   activeIntervalMs: number;
-  /** Bootblock guest: busy-loop iterations per dirtied page (slow dirtying converges). */
-  pageSpin: number;
+  /** Boot-block guest's dirty rate, MiB/s: above maxBandwidth, so only the release completes it. */
+  dirtyRateMiBps: number;
   timeoutMs: number;
 }
 
@@ -43,10 +45,10 @@ export const DEFAULT_AB_SCENARIO: AbScenario = {
   accel: "tcg",
   transport: "tcp",
   memoryMiB: 128,
-  maxBandwidth: 8 * 1024 * 1024,
+  maxBandwidth: 8 * MiB,
   activeSnapshots: 5,
   activeIntervalMs: 300,
-  pageSpin: 20_000,
+  dirtyRateMiBps: 16,
   timeoutMs: 90_000,
 };
 
@@ -61,40 +63,19 @@ export interface AbScenarioRecord {
   run?: RunRecord;
 }
 
-const UNLIMITED_BANDWIDTH = 100 * 1024 * 1024 * 1024;
-
-/** Run the scenario on one binary. Never throws for a failed migration: see `outcome`. */
-export async function runAbScenario(
-  binary: string,
-  scenario: AbScenario = DEFAULT_AB_SCENARIO,
-  options: { parentDir?: string; name?: string; onNote?: (text: string) => void } = {},
-): Promise<AbScenarioRecord> {
-  const note = options.onNote ?? (() => undefined);
-  const snapshots: AbSnapshot[] = [];
-  const p = await MigrationPair.launch({
-    binary,
-    accel: scenario.accel,
-    memoryMiB: scenario.memoryMiB,
-    // A quarter of RAM dirtied: enough bytes that max-bandwidth holds `active` a while.
-    guest: {
-      kind: "bootblock",
-      rangeEndMiB: Math.max(2, Math.floor(scenario.memoryMiB / 4)),
-      pageSpin: scenario.pageSpin,
-    },
-    transport: scenario.transport,
-    source: { parameters: { "max-bandwidth": scenario.maxBandwidth } },
-    ...(options.parentDir ? { parentDir: options.parentDir } : {}),
-  });
+/** Snapshots of both sides into `into`, each named by its phase. */
+function recorder(pair: () => MigrationPair, into: AbSnapshot[]) {
   const snap = async (side: Side, phase: AbPhase): Promise<AbSnapshot> => {
+    const p = pair();
     const { before, infoMigrate, migration } = await p.snapshot(side);
     const s = { phase, side, t: p.timeline.now(), before, infoMigrate, after: migration };
-    snapshots.push(s);
+    into.push(s);
     return s;
   };
   // While migrating, a round is named by the source's status; a round in which the source
   // changed status between its two reads is a transition ("setup->active"), compared with
   // nothing, so timing cannot pass for a difference.
-  const both = async (phase: AbPhase | "source-status"): Promise<AbSnapshot> => {
+  return async (phase: AbPhase | "source-status"): Promise<AbSnapshot> => {
     const s = await snap("source", phase);
     if (phase === "source-status") {
       const a = s.before.status ?? "none";
@@ -104,48 +85,80 @@ export async function runAbScenario(
     await snap("destination", s.phase);
     return s;
   };
-  let error: unknown;
-  let run: RunRecord | undefined;
-  const schema = p.schema("source").info;
-  try {
-    await p.waitForGuest();
-    await both("before");
-    await p.startIncoming();
-    await both("incoming");
-    await p.startMigration();
-    // Sample until enough active rounds were seen, or the source left the running statuses.
-    const deadline = Date.now() + scenario.timeoutMs;
-    let active = 0;
-    for (;;) {
-      const round = await both("source-status");
-      const status = round.after.status ?? "none";
-      if (status === "failed" || status === "cancelled") {
-        throw new Error(
-          `the source reports migration status "${status}"${round.after["error-desc"] ? ` (${round.after["error-desc"]})` : ""}`,
-        );
-      }
-      if (status === "completed") break;
-      if (round.phase === "active" && ++active >= scenario.activeSnapshots) break;
-      if (Date.now() > deadline)
-        throw new Error(
-          `timed out after ${scenario.timeoutMs} ms sampling the migration (source "${status}")`,
-        );
-      await new Promise((r) => setTimeout(r, status === "active" ? scenario.activeIntervalMs : 20));
-    }
-    if (active < scenario.activeSnapshots) {
-      note(
-        `only ${active} active snapshot(s) before the migration completed; lower max-bandwidth to see more`,
+}
+
+/** Held active by the bandwidth: sample rounds until enough were `active`. */
+async function sampleActive(
+  both: ReturnType<typeof recorder>,
+  scenario: AbScenario,
+  note: (text: string) => void,
+): Promise<void> {
+  const deadline = Date.now() + scenario.timeoutMs;
+  let active = 0;
+  for (;;) {
+    const round = await both("source-status");
+    const status = round.after.status ?? "none";
+    if (status !== "active" && status !== "setup" && !status.startsWith("setup->")) break;
+    if (round.phase === "active" && ++active >= scenario.activeSnapshots) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${scenario.timeoutMs} ms sampling the migration (source "${status}")`,
       );
     }
-    await p.setParameters("source", { "max-bandwidth": UNLIMITED_BANDWIDTH });
-    await p.waitForStatus(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: scenario.timeoutMs },
+    await new Promise((r) => setTimeout(r, status === "active" ? scenario.activeIntervalMs : 20));
+  }
+  note(
+    `only ${active} active snapshot(s) before the migration left active; lower max-bandwidth to see more`,
+  );
+}
+
+/** Run the scenario on one binary. Never throws for a failed migration: see `outcome`. */
+export async function runAbScenario(
+  binary: string,
+  scenario: AbScenario = DEFAULT_AB_SCENARIO,
+  options: { parentDir?: string; name?: string; onNote?: (text: string) => void } = {},
+): Promise<AbScenarioRecord> {
+  const note = options.onNote ?? (() => undefined);
+  const snapshots: AbSnapshot[] = [];
+  let launched: MigrationPair | undefined;
+  const both = recorder(() => launched as MigrationPair, snapshots);
+  let error: unknown;
+  try {
+    await runScenario(
+      {
+        memoryMiB: scenario.memoryMiB,
+        // A quarter of RAM dirtied: enough bytes that max-bandwidth holds `active` a while.
+        guest: {
+          kind: "bootblock",
+          rangeEndMiB: Math.max(2, Math.floor(scenario.memoryMiB / 4)),
+          dirtyRateMiBps: scenario.dirtyRateMiBps,
+        },
+        transport: { kind: scenario.transport },
+        hold: { passes: 1, parameters: { "max-bandwidth": scenario.maxBandwidth } },
+        timeoutMs: scenario.timeoutMs,
+        hooks: {
+          beforeMigrate: () => both("before").then(() => undefined),
+          afterIncoming: () => both("incoming").then(() => undefined),
+          afterStart: () => sampleActive(both, scenario, note),
+          afterMigrate: () => both("completed").then(() => undefined),
+        },
+      },
+      {
+        binary,
+        accel: scenario.accel,
+        ...(options.parentDir ? { parentDir: options.parentDir } : {}),
+      },
+      async (o) => {
+        launched = await MigrationPair.launch(o);
+        return launched;
+      },
     );
-    await both("completed");
   } catch (e) {
     error = e;
   }
+  if (!launched) throw error;
+  const p = launched;
+  let run: RunRecord | undefined;
   try {
     run = await recordPair(p, {
       name: options.name ?? `ab scenario on ${binary}`,
@@ -156,6 +169,7 @@ export async function runAbScenario(
     // The run record only feeds the HTML report; the A/B data does not depend on it.
   }
   const version = p.source.binary.version;
+  const schema = p.schema("source").info;
   await p.close();
   return {
     binary: { path: binary, version },

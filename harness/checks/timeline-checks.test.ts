@@ -32,6 +32,19 @@ describe("timeline checks over recorded real output", () => {
     }
   });
 
+  test("while live, a member that moved between the two reads may match either of them", () => {
+    const f = fixture("11.1.3-source-active");
+    const setup = f.qmp["setup-time"] ?? 0;
+    const later = { ...f.qmp, "setup-time": setup + 7 };
+    // setup-time is set just after the status turns active: HMP printed the earlier value.
+    expect(hmpAgainstQmpProblems(bracket(f.qmp, f.hmp, later), "source")).toEqual([]);
+    // Matching neither read is still a problem.
+    const other = { ...f.qmp, "setup-time": setup + 3 };
+    expect(hmpAgainstQmpProblems(bracket(other, f.hmp, later), "source").join("\n")).toMatch(
+      new RegExp(`setup-time: HMP ${setup} but QMP ${setup + 7}`),
+    );
+  });
+
   test("HMP showing another state than a stable QMP is a problem", () => {
     const active = fixture("11.1.3-source-active");
     const completed = fixture("11.1.3-source-completed");

@@ -8,7 +8,7 @@ import {
   MigrationPair,
   type MigrationResult,
   type PairOptions,
-  type Transport,
+  type TransportKind,
 } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import { resolveQemuBinary } from "../qemu/matrix.ts";
@@ -96,7 +96,7 @@ export interface MigrateSettings {
   destinationBinary: string;
   accel: AccelRequest;
   guest: Guest;
-  transport: Transport;
+  transport: TransportKind;
   memoryMiB: number;
   machineType?: string;
   capabilities: Record<string, boolean>;

@@ -24,3 +24,10 @@ export function choosesConvergence(parameters: MigrationParameters | undefined):
     parameters !== undefined && ("max-bandwidth" in parameters || "downtime-limit" in parameters)
   );
 }
+
+/** A held migration's source limits when the scenario names none: half the dirty rate, 1 ms. */
+export function holdParameters(dirtyRateMiBps: number | undefined): MigrationParameters {
+  // An unpaced guest dirties far faster than 32 MiB/s on any host.
+  const bandwidth = dirtyRateMiBps ? Math.max(1, dirtyRateMiBps / 2) * MiB : 32 * MiB;
+  return { "max-bandwidth": Math.round(bandwidth), "downtime-limit": 1 };
+}

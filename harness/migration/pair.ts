@@ -1,10 +1,10 @@
-// A migration pair: a destination started with -incoming defer and a source, configured alike,
-// migrated over tcp or a unix socket, watched through MIGRATION events with query-migrate
-// polling as the safety net. Both sides' query-migrate and info migrate are recorded into a
-// timeline on every wake-up, so a failure can say what each side last reported.
+// A migration pair: a destination started with -incoming defer and a source, configured alike.
+// Every QMP command a test sends goes through a recorded verb of the pair, so the timeline holds
+// what was asked as well as what both sides answered; both sides' query-migrate and info migrate
+// are recorded on every wake-up (MIGRATION events, with polling as the safety net), so a failure
+// can say what each side last reported.
 
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import {
   checkGuestRam,
@@ -15,8 +15,9 @@ import {
   waitForGuestPasses,
 } from "../guest/guest.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
-import { defaultParentDir, Machine, type MachineOptions } from "../qemu/machine.ts";
+import { defaultParentDir, type ExitInfo, Machine, type MachineOptions } from "../qemu/machine.ts";
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
+import { ExecuteError } from "../qmp/client.ts";
 import type {
   MigrationCapabilityStatus,
   MigrationInfo,
@@ -33,17 +34,32 @@ import {
   validateEventData,
   validateReply,
 } from "../qmp/schema.ts";
+import { CleanupStack } from "../util/cleanup-stack.ts";
+import { timeoutMs } from "../util/timeouts.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
+import { MigrationConfigError, MigrationError } from "./errors.ts";
+import { type ExpectedExit, exitProblems } from "./exit-expectations.ts";
+import type { MigrationOutcome, MigrationResult, SideResult, SideSnapshot } from "./result.ts";
 import { type Side, Timeline } from "./timeline.ts";
+import { bindAttempts, type Transport, type TransportKind, transportUris } from "./transport.ts";
 
+export { MigrationConfigError, MigrationError } from "./errors.ts";
+export type { MigrationOutcome, MigrationResult, SideResult, SideSnapshot } from "./result.ts";
 export type { Side } from "./timeline.ts";
-export type Transport = "tcp" | "unix";
+export {
+  assertPortFree,
+  freeLoopbackPort,
+  type Transport,
+  type TransportKind,
+} from "./transport.ts";
 
 export interface SideOptions {
   binary?: string;
   /** Only this side: e.g. max-bandwidth on the source. */
   parameters?: MigrationParameters;
+  /** Only this side. */
+  capabilities?: Record<string, boolean>;
   ramBackingFile?: boolean;
   extraArgs?: string[];
 }
@@ -62,10 +78,15 @@ export interface PairOptions {
   capabilities?: Record<string, boolean>;
   /** Set on both sides. */
   parameters?: MigrationParameters;
+  /**
+   * Leave the source's bandwidth and downtime limit at QEMU's defaults. Otherwise a dirtying
+   * guest gets CONVERGING_PARAMETERS unless the caller chose its own.
+   */
+  keepQemuConvergenceDefaults?: boolean;
   source?: SideOptions;
   destination?: SideOptions;
-  transport?: Transport;
-  /** tcp only: a fixed port; by default a free loopback port is chosen. */
+  transport?: Transport | TransportKind;
+  /** tcp only: a fixed port (same as transport {kind: "tcp", port}). */
   port?: number;
   /** How often both sides are snapshotted while waiting, besides every event. */
   pollIntervalMs?: number;
@@ -75,45 +96,20 @@ export interface PairOptions {
   onSnapshot?: (side: Side, snapshot: SideSnapshot) => void;
 }
 
-export interface SideSnapshot {
-  /** query-migrate read just after info migrate. */
-  migration: MigrationInfo;
-  infoMigrate: string;
-  /** query-migrate read just before info migrate. */
-  before: MigrationInfo;
+/** A wait's options: a timeout (scaled by QEMU_MIGTEST_TIMEOUT_SCALE when defaulted). */
+export interface WaitOptions {
+  timeoutMs?: number;
 }
 
-export interface SideResult extends SideSnapshot {
-  vm: StatusInfo;
-  events: string[];
+export interface StatusWaitOptions extends WaitOptions {
+  /** Statuses that end the wait with a failure (default: failed and cancelled, unless awaited). */
+  failOn?: readonly MigrationStatus[];
 }
 
-export interface MigrationResult {
-  uri: string;
-  durationMs: number;
-  source: SideResult;
-  destination: SideResult;
-  /** The guest's RAM verified on the destination (boot-block guest, unless disabled). */
-  ram?: RamIntegrity;
-}
+type Snapshots = { source: SideSnapshot; destination: SideSnapshot };
 
-/** Something went wrong in a migration; says which side, which phase, what QEMU reported. */
-export class MigrationError extends Error {
-  override name = "MigrationError";
-  constructor(
-    message: string,
-    readonly phase: string,
-    readonly side: Side | undefined,
-    readonly diagnostics: string,
-  ) {
-    super(`${message}\n\n${diagnostics}`);
-  }
-}
-
-/** A capability or parameter the QEMU under test does not know, or refused. */
-export class MigrationConfigError extends Error {
-  override name = "MigrationConfigError";
-}
+const SIDES = ["source", "destination"] as const;
+const FAILURE_STATUSES: readonly MigrationStatus[] = ["failed", "cancelled"];
 
 export class MigrationPair {
   readonly timeline: Timeline;
@@ -123,8 +119,9 @@ export class MigrationPair {
   /** Replies and events that broke their side's schema: a failure at the next wait. */
   readonly violations: string[] = [];
   private wake: () => void = () => undefined;
-  private closed = false;
+  private closed?: Promise<string[]>;
   private readonly schemas: Record<Side, QmpSchema>;
+  private readonly expectedExits: Partial<Record<Side, ExpectedExit>> = {};
 
   private constructor(
     readonly source: Machine,
@@ -133,7 +130,7 @@ export class MigrationPair {
     timeline: Timeline,
     schemas: Record<Side, QmpSchema>,
     readonly guest: PreparedGuest,
-    private readonly assetsDir: string,
+    private readonly cleanup: CleanupStack,
   ) {
     this.timeline = timeline;
     this.schemas = schemas;
@@ -149,6 +146,113 @@ export class MigrationPair {
     return migrationFeatures(this.schemas[side]);
   }
 
+  machine(side: Side): Machine {
+    return side === "source" ? this.source : this.destination;
+  }
+
+  get transport(): Transport {
+    const t = this.options.transport ?? "tcp";
+    if (typeof t !== "string") return t;
+    if (t === "tcp")
+      return { kind: "tcp", ...(this.options.port ? { port: this.options.port } : {}) };
+    return { kind: t } as Transport;
+  }
+
+  /** Launch both QEMUs (destination first, as -incoming defer) and configure them. */
+  static async launch(options: PairOptions = {}): Promise<MigrationPair> {
+    const timeline = new Timeline();
+    const cleanup = new CleanupStack();
+    let pair: MigrationPair | undefined;
+    const memoryMiB = options.memoryMiB ?? 128;
+    const guestOptions: GuestOptions =
+      options.guest ?? (options.guestArgs ? { kind: "none" } : { kind: "bootblock" });
+    const onMessage = (side: Side) => (dir: "sent" | "received", msg: unknown) => {
+      if (dir !== "received" || !isEvent(msg)) return;
+      timeline.record(side, "event", msg);
+      if (pair && msg.event.startsWith("MIGRATION")) {
+        const violations = validateEventData(pair.schemas[side], msg.event, msg.data);
+        pair.checkSchema(side, `event ${msg.event}`, violations);
+      }
+      pair?.wake();
+    };
+    return cleanup.guard(async () => {
+      // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
+      const parent = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
+      const assetsDir = mkdtempSync(join(parent, "pair-"));
+      registerPath(assetsDir);
+      cleanup.defer(() => {
+        rmSync(assetsDir, { recursive: true, force: true });
+        unregisterPath(assetsDir);
+      });
+      const guest = await prepareGuest(guestOptions, memoryMiB, assetsDir);
+      const machineOptions = (side: Side): MachineOptions => {
+        const own = options[side] ?? {};
+        return {
+          name: side,
+          binary: own.binary ?? options.binary,
+          accel: options.accel,
+          machineType: options.machineType,
+          memoryMiB,
+          guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
+          extraArgs: own.extraArgs,
+          // The destination's RAM on a shared file: the RAM check reads it in place.
+          ramBackingFile:
+            own.ramBackingFile ?? (side === "destination" && guest.params !== undefined),
+          incoming: side === "destination",
+          parentDir: options.parentDir,
+          startTimeoutMs: options.startTimeoutMs,
+          onQmpMessage: onMessage(side),
+        };
+      };
+      const destination = await Machine.launch(machineOptions("destination"));
+      cleanup.defer(() => destination.shutdown());
+      const source = await Machine.launch(machineOptions("source"));
+      cleanup.defer(() => source.shutdown());
+      const [sourceSchema, destinationSchema] = await Promise.all([
+        source.schema(),
+        destination.schema(),
+      ]);
+      const schemas = { source: sourceSchema, destination: destinationSchema };
+      pair = new MigrationPair(source, destination, options, timeline, schemas, guest, cleanup);
+      await pair.configure();
+      return pair;
+    });
+  }
+
+  private async configure(): Promise<void> {
+    this.phase = "configure";
+    // A dirtying guest never converges under QEMU's default bandwidth and 300 ms limit: unless
+    // the caller chose them, the source gets parameters under which migrate() can complete.
+    const sourceChose =
+      this.options.keepQemuConvergenceDefaults ||
+      choosesConvergence(this.options.parameters) ||
+      choosesConvergence(this.options.source?.parameters);
+    const defaults = this.guest.params && !sourceChose ? CONVERGING_PARAMETERS : {};
+    if (Object.keys(defaults).length > 0) {
+      this.timeline.record(
+        "harness",
+        "note",
+        `dirtying guest: converging parameters ${JSON.stringify(defaults)} set on the source`,
+      );
+    }
+    await Promise.all(
+      SIDES.map(async (side) => {
+        const own = this.options[side];
+        await this.setCapabilities(side, {
+          events: true,
+          ...this.options.capabilities,
+          ...own?.capabilities,
+        });
+        const parameters = {
+          ...(side === "source" ? defaults : {}),
+          ...this.options.parameters,
+          ...own?.parameters,
+        };
+        if (Object.keys(parameters).length > 0) await this.setParameters(side, parameters);
+      }),
+    );
+  }
+
   /** Record a schema violation (never thrown from an event hook: raised at the next wait). */
   private checkSchema(
     side: Side,
@@ -161,143 +265,34 @@ export class MigrationPair {
     this.timeline.record(side, "note", `schema violation: ${text}`);
   }
 
-  machine(side: Side): Machine {
-    return side === "source" ? this.source : this.destination;
+  // ------------------------------------------------------------------ recorded verbs
+
+  /** Any QMP command, recorded on the timeline: the escape hatch for what has no verb yet. */
+  async execute<T = unknown>(
+    side: Side,
+    command: string,
+    args?: Record<string, unknown>,
+  ): Promise<T> {
+    this.timeline.record(side, "command", { command, ...(args ? { arguments: args } : {}) });
+    return this.machine(side).qmp.execute<T>(command, args);
   }
 
-  /** Launch both QEMUs (destination first, as -incoming defer) and configure them. */
-  static async launch(options: PairOptions = {}): Promise<MigrationPair> {
-    const timeline = new Timeline();
-    let pair: MigrationPair | undefined;
-    const memoryMiB = options.memoryMiB ?? 128;
-    const guestOptions: GuestOptions =
-      options.guest ?? (options.guestArgs ? { kind: "none" } : { kind: "bootblock" });
-    // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
-    const assetsDir = mkdtempSync(
-      join(options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir(), "pair-"),
+  /** The capabilities that side's QEMU knows, with their current state. */
+  async queryCapabilities(side: Side): Promise<MigrationCapabilityStatus[]> {
+    return this.machine(side).qmp.execute<MigrationCapabilityStatus[]>(
+      "query-migrate-capabilities",
     );
-    registerPath(assetsDir);
-    let guest: PreparedGuest;
-    try {
-      guest = await prepareGuest(guestOptions, memoryMiB, assetsDir);
-    } catch (error) {
-      rmSync(assetsDir, { recursive: true, force: true });
-      unregisterPath(assetsDir);
-      throw error;
-    }
-    const checksRam = guest.params !== undefined;
-    const onEvent = (side: Side) => (dir: "sent" | "received", msg: unknown) => {
-      if (dir === "received" && isEvent(msg)) {
-        timeline.record(side, "event", msg);
-        if (pair && msg.event.startsWith("MIGRATION")) {
-          pair.checkSchema(
-            side,
-            `event ${msg.event}`,
-            validateEventData(pair.schemas[side], msg.event, msg.data),
-          );
-        }
-        pair?.wake();
-      }
-    };
-    const common = (side: Side): MachineOptions => {
-      const own = options[side] ?? {};
-      return {
-        name: side,
-        binary: own.binary ?? options.binary,
-        accel: options.accel,
-        machineType: options.machineType,
-        memoryMiB,
-        guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
-        extraArgs: own.extraArgs,
-        // The destination's RAM on a shared file: the RAM check reads it in place.
-        ramBackingFile: own.ramBackingFile ?? (side === "destination" && checksRam),
-        incoming: side === "destination",
-        parentDir: options.parentDir,
-        startTimeoutMs: options.startTimeoutMs,
-        onQmpMessage: onEvent(side),
-      };
-    };
-    const dropAssets = () => {
-      rmSync(assetsDir, { recursive: true, force: true });
-      unregisterPath(assetsDir);
-    };
-    let destination: Machine;
-    try {
-      destination = await Machine.launch(common("destination"));
-    } catch (error) {
-      dropAssets();
-      throw error;
-    }
-    let source: Machine;
-    try {
-      source = await Machine.launch(common("source"));
-    } catch (error) {
-      await destination.shutdown();
-      dropAssets();
-      throw error;
-    }
-    try {
-      const [sourceSchema, destinationSchema] = await Promise.all([
-        source.schema(),
-        destination.schema(),
-      ]);
-      pair = new MigrationPair(
-        source,
-        destination,
-        options,
-        timeline,
-        { source: sourceSchema, destination: destinationSchema },
-        guest,
-        assetsDir,
-      );
-    } catch (error) {
-      await Promise.all([source.shutdown(), destination.shutdown()]);
-      dropAssets();
-      throw error;
-    }
-    try {
-      await pair.configure();
-    } catch (error) {
-      await pair.close();
-      throw error;
-    }
-    return pair;
   }
 
-  private async configure(): Promise<void> {
-    this.phase = "configure";
-    const capabilities = { events: true, ...this.options.capabilities };
-    // A dirtying guest never converges under QEMU's default bandwidth and 300 ms limit: unless
-    // the caller chose them, the source gets parameters under which migrate() can complete.
-    const sourceChose =
-      choosesConvergence(this.options.parameters) ||
-      choosesConvergence(this.options.source?.parameters);
-    const defaults = this.guest.params && !sourceChose ? CONVERGING_PARAMETERS : {};
-    if (Object.keys(defaults).length > 0) {
-      this.timeline.record(
-        "harness",
-        "note",
-        `dirtying guest: converging parameters ${JSON.stringify(defaults)} set on the source`,
-      );
-    }
-    await Promise.all(
-      (["source", "destination"] as const).map(async (side) => {
-        await this.setCapabilities(side, capabilities);
-        const parameters = {
-          ...(side === "source" ? defaults : {}),
-          ...this.options.parameters,
-          ...this.options[side]?.parameters,
-        };
-        if (Object.keys(parameters).length > 0) await this.setParameters(side, parameters);
-      }),
-    );
+  /** That side's migration parameters as QEMU reports them. */
+  async queryParameters(side: Side): Promise<MigrationParameters> {
+    return this.machine(side).qmp.execute<MigrationParameters>("query-migrate-parameters");
   }
 
   /** Set capabilities on one side after checking QEMU knows them, then read them back. */
   async setCapabilities(side: Side, capabilities: Record<string, boolean>): Promise<void> {
     const m = this.machine(side);
-    const known = await m.qmp.execute<MigrationCapabilityStatus[]>("query-migrate-capabilities");
-    const names = known.map((c) => c.capability);
+    const names = (await this.queryCapabilities(side)).map((c) => c.capability);
     for (const name of Object.keys(capabilities)) {
       if (!names.includes(name)) {
         throw new MigrationConfigError(
@@ -306,12 +301,8 @@ export class MigrationPair {
       }
     }
     const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
-    this.timeline.record(side, "command", {
-      command: "migrate-set-capabilities",
-      arguments: { capabilities: list },
-    });
-    await m.qmp.execute("migrate-set-capabilities", { capabilities: list });
-    const after = await m.qmp.execute<MigrationCapabilityStatus[]>("query-migrate-capabilities");
+    await this.execute(side, "migrate-set-capabilities", { capabilities: list });
+    const after = await this.queryCapabilities(side);
     for (const { capability, state } of list) {
       const now = after.find((c) => c.capability === capability)?.state;
       if (now !== state) {
@@ -325,7 +316,7 @@ export class MigrationPair {
   /** Set parameters on one side after checking QEMU knows them, then read them back. */
   async setParameters(side: Side, parameters: MigrationParameters): Promise<void> {
     const m = this.machine(side);
-    const before = await m.qmp.execute<MigrationParameters>("query-migrate-parameters");
+    const before = await this.queryParameters(side);
     for (const name of Object.keys(parameters)) {
       if (!(name in before)) {
         throw new MigrationConfigError(
@@ -333,12 +324,8 @@ export class MigrationPair {
         );
       }
     }
-    this.timeline.record(side, "command", {
-      command: "migrate-set-parameters",
-      arguments: parameters,
-    });
-    await m.qmp.execute("migrate-set-parameters", parameters);
-    const after = await m.qmp.execute<MigrationParameters>("query-migrate-parameters");
+    await this.execute(side, "migrate-set-parameters", parameters);
+    const after = await this.queryParameters(side);
     for (const [name, value] of Object.entries(parameters)) {
       if (JSON.stringify(after[name]) !== JSON.stringify(value)) {
         throw new MigrationConfigError(
@@ -348,103 +335,136 @@ export class MigrationPair {
     }
   }
 
+  /** migrate_cancel on one side (the source by default). */
+  cancel(side: Side = "source"): Promise<unknown> {
+    return this.execute(side, "migrate_cancel");
+  }
+
+  /** migrate-pause: break the migration stream on purpose (postcopy recovery tests). */
+  pause(side: Side): Promise<unknown> {
+    return this.execute(side, "migrate-pause");
+  }
+
+  /** Resume a paused postcopy: migrate-recover on the destination, migrate resume on the source. */
+  recover(side: Side, uri: string): Promise<unknown> {
+    return side === "destination"
+      ? this.execute(side, "migrate-recover", { uri })
+      : this.execute(side, "migrate", { uri, resume: true });
+  }
+
+  startPostcopy(): Promise<unknown> {
+    return this.execute("source", "migrate-start-postcopy");
+  }
+
+  /** migrate-continue from a pause-before-switchover state (pre-switchover). */
+  continueFrom(state: MigrationStatus): Promise<unknown> {
+    return this.execute("source", "migrate-continue", { state });
+  }
+
+  /** stop / cont of one side's VM. */
+  stopVm(side: Side): Promise<unknown> {
+    return this.execute(side, "stop");
+  }
+  contVm(side: Side): Promise<unknown> {
+    return this.execute(side, "cont");
+  }
+
+  /**
+   * Put the destination in listening state. Returns the URI the source must use. With
+   * `exitOnError: false` (QEMU 9.1+) the destination survives a failed incoming migration.
+   */
+  async startIncoming(options: { exitOnError?: boolean } = {}): Promise<string> {
+    this.phase = "incoming";
+    const transport = this.transport;
+    const attempts = bindAttempts(transport);
+    for (let attempt = 1; ; attempt++) {
+      const uris = await transportUris(transport, this.destination.dir);
+      if (!uris.incoming) {
+        this.timeline.record(
+          "harness",
+          "note",
+          `the destination does not listen (${transport.kind})`,
+        );
+        this.uri = uris.outgoing;
+        return uris.outgoing;
+      }
+      try {
+        await this.execute("destination", "migrate-incoming", {
+          uri: uris.incoming,
+          ...(options.exitOnError === undefined ? {} : { "exit-on-error": options.exitOnError }),
+        });
+        this.uri = uris.outgoing;
+        return uris.outgoing;
+      } catch (error) {
+        // A free port can be taken between the probe and QEMU's bind: pick another.
+        if (attempt < attempts && /in use/i.test(String((error as Error).message))) continue;
+        throw await this.fail(
+          `migrate-incoming ${uris.incoming} failed: ${(error as Error).message}`,
+          "destination",
+          error,
+        );
+      }
+    }
+  }
+
+  /**
+   * Start the outgoing migration on the source (returns once QEMU accepted the command). A
+   * refusal is thrown as QEMU's own ExecuteError (class and desc), for a test that expects one.
+   */
+  async startMigration(uri = this.uri): Promise<void> {
+    if (!uri) throw new Error("startMigration: no URI (call startIncoming first or pass one)");
+    this.phase = "migrate";
+    this.uri = uri;
+    await this.execute("source", "migrate", { uri });
+  }
+
+  // ------------------------------------------------------------------ snapshots and waits
+
   /**
    * query-migrate, info migrate, query-migrate again, of one side, all recorded. The HMP text is
    * bracketed by two QMP reads, so a check knows whether the state moved while it was printed.
    */
   async snapshot(side: Side): Promise<SideSnapshot> {
     const m = this.machine(side);
-    const before = await m.qmp.execute<MigrationInfo>("query-migrate");
-    this.timeline.record(side, "query-migrate", before);
-    this.checkSchema(
-      side,
-      "query-migrate",
-      validateReply(this.schemas[side], "query-migrate", before),
-    );
+    const read = async () => {
+      const info = await m.qmp.execute<MigrationInfo>("query-migrate");
+      this.timeline.record(side, "query-migrate", info);
+      const violations = validateReply(this.schemas[side], "query-migrate", info);
+      this.checkSchema(side, "query-migrate", violations);
+      return info;
+    };
+    const before = await read();
     const infoMigrate = await m.hmp("info migrate");
     this.timeline.record(side, "info-migrate", infoMigrate);
-    const migration = await m.qmp.execute<MigrationInfo>("query-migrate");
-    this.timeline.record(side, "query-migrate", migration);
-    this.checkSchema(
-      side,
-      "query-migrate",
-      validateReply(this.schemas[side], "query-migrate", migration),
-    );
+    const migration = await read();
     const snap = { migration, infoMigrate, before };
     this.options.onSnapshot?.(side, snap);
     return snap;
   }
 
-  /** Put the destination in listening state. Returns the URI the source must use. */
-  async startIncoming(): Promise<string> {
-    this.phase = "incoming";
-    const transport = this.options.transport ?? "tcp";
-    const attempts = transport === "tcp" && this.options.port === undefined ? 5 : 1;
-    for (let attempt = 1; ; attempt++) {
-      const uri =
-        transport === "unix"
-          ? `unix:${join(this.destination.dir, "migration.sock")}`
-          : `tcp:127.0.0.1:${this.options.port ?? (await freeLoopbackPort())}`;
-      if (transport === "tcp" && this.options.port !== undefined) {
-        await assertPortFree(this.options.port);
-      }
-      this.timeline.record("destination", "command", {
-        command: "migrate-incoming",
-        arguments: { uri },
-      });
-      try {
-        await this.destination.qmp.execute("migrate-incoming", { uri });
-        this.uri = uri;
-        return uri;
-      } catch (error) {
-        // A free port can be taken between the probe and QEMU's bind: pick another.
-        if (attempt < attempts && /in use/i.test(String((error as Error).message))) continue;
-        throw await this.fail(
-          `migrate-incoming ${uri} failed: ${(error as Error).message}`,
-          "destination",
-        );
-      }
-    }
-  }
-
-  /** Start the outgoing migration on the source (returns once QEMU accepted the command). */
-  async startMigration(uri = this.uri): Promise<void> {
-    if (!uri) throw new Error("startMigration: no URI (call startIncoming first or pass one)");
-    this.phase = "migrate";
-    this.timeline.record("source", "command", { command: "migrate", arguments: { uri } });
-    try {
-      await this.source.qmp.execute("migrate", { uri });
-    } catch (error) {
-      throw await this.fail(`migrate ${uri} was refused: ${(error as Error).message}`, "source");
-    }
-  }
-
   /**
    * Wait until `done` holds over the latest snapshots of both sides. Wakes on every event and
-   * at least every pollIntervalMs. A source that fails, when `failed` is not what is awaited,
-   * ends the wait at once with the diagnostics.
+   * at least every pollIntervalMs. `failOn(snapshots)` returning a reason ends the wait at once
+   * with the diagnostics.
    */
   async waitUntil(
     what: string,
-    done: (s: { source: SideSnapshot; destination: SideSnapshot }) => boolean,
-    options: { timeoutMs?: number; allowFailed?: boolean } = {},
-  ): Promise<{ source: SideSnapshot; destination: SideSnapshot }> {
+    done: (s: Snapshots) => boolean,
+    options: WaitOptions & { failOn?: (s: Snapshots) => string | undefined } = {},
+  ): Promise<Snapshots> {
     this.phase = "wait";
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    const deadline = Date.now() + timeoutMs;
+    const limit = options.timeoutMs ?? timeoutMs("migration");
+    const deadline = Date.now() + limit;
     const poll = this.options.pollIntervalMs ?? 100;
     for (;;) {
-      let snaps: { source: SideSnapshot; destination: SideSnapshot };
+      let snaps: Snapshots;
       try {
-        const [source, destination] = await Promise.all([
-          this.snapshot("source"),
-          this.snapshot("destination"),
-        ]);
-        snaps = { source, destination };
+        const [source, destination] = await Promise.all(SIDES.map((s) => this.snapshot(s)));
+        snaps = { source: source as SideSnapshot, destination: destination as SideSnapshot };
       } catch (error) {
         const side = this.source.isRunning() ? "destination" : "source";
         throw await this.fail(
-          `while waiting for ${what}: could not read the ${side}'s state: ${(error as Error).message}`,
+          `while waiting for ${what}: could not read the ${side}'s state: ${this.describeLoss(side, error)}`,
           side,
         );
       }
@@ -455,20 +475,12 @@ export class MigrationPair {
         );
       }
       if (done(snaps)) return snaps;
-      for (const side of ["source", "destination"] as const) {
-        const status = snaps[side].migration.status;
-        if (!options.allowFailed && (status === "failed" || status === "cancelled")) {
-          const desc = snaps[side].migration["error-desc"];
-          throw await this.fail(
-            `while waiting for ${what}: the ${side} reports migration status "${status}"${desc ? ` (${desc})` : ""}`,
-            side,
-          );
-        }
-      }
+      const reason = options.failOn?.(snaps);
+      if (reason) throw await this.fail(`while waiting for ${what}: ${reason}`, undefined);
       const left = deadline - Date.now();
       if (left <= 0) {
         throw await this.fail(
-          `timed out after ${timeoutMs} ms waiting for ${what}: source is "${snaps.source.migration.status}", destination is "${snaps.destination.migration.status}"`,
+          `timed out after ${limit} ms waiting for ${what}: source is "${snaps.source.migration.status}", destination is "${snaps.destination.migration.status}"`,
           undefined,
         );
       }
@@ -483,32 +495,116 @@ export class MigrationPair {
     }
   }
 
-  /** Wait until each named side reports one of the statuses. */
+  /** qtest's wait_for_migration_status: `side` reaches one of `goal`; `failOn` ends the wait. */
   waitForStatus(
+    side: Side,
+    goal: MigrationStatus | readonly MigrationStatus[],
+    options: StatusWaitOptions = {},
+  ): Promise<Snapshots> {
+    return this.waitForStatuses({ [side]: typeof goal === "string" ? [goal] : goal }, options);
+  }
+
+  /** Each named side reaches one of its statuses. */
+  waitForStatuses(
     want: Partial<Record<Side, readonly MigrationStatus[]>>,
-    options: { timeoutMs?: number; allowFailed?: boolean } = {},
-  ): Promise<{ source: SideSnapshot; destination: SideSnapshot }> {
-    const what = Object.entries(want)
-      .map(([side, statuses]) => `${side} ${statuses?.join("|")}`)
-      .join(" and ");
+    options: StatusWaitOptions = {},
+  ): Promise<Snapshots> {
+    const entries = Object.entries(want) as [Side, readonly MigrationStatus[]][];
+    const what = entries.map(([side, statuses]) => `${side} ${statuses.join("|")}`).join(" and ");
+    const awaited = entries.flatMap(([, statuses]) => statuses);
+    const failOn = options.failOn ?? FAILURE_STATUSES.filter((s) => !awaited.includes(s));
     return this.waitUntil(
       what,
-      (s) =>
-        Object.entries(want).every(([side, statuses]) =>
-          statuses?.includes(s[side as Side].migration.status ?? "none"),
-        ),
+      (s) => entries.every(([side, statuses]) => statuses.includes(statusOf(s[side]))),
       {
         ...options,
-        allowFailed:
-          options.allowFailed ||
-          Object.values(want).some((l) => l?.includes("failed") || l?.includes("cancelled")),
+        failOn: (s) => {
+          for (const side of SIDES) {
+            const status = statusOf(s[side]);
+            if (!failOn.includes(status)) continue;
+            const desc = s[side].migration["error-desc"];
+            return `the ${side} reports migration status "${status}"${desc ? ` (${desc})` : ""}`;
+          }
+          return undefined;
+        },
       },
     );
   }
 
   /**
-   * The whole precopy flow: incoming, migrate, both sides completed, destination running.
-   * Returns the final state of both sides.
+   * The source has done `n` dirty-bitmap syncs (qtest counts passes by dirty-sync-count) and is
+   * still migrating: a migration provably iterating.
+   */
+  waitForPasses(n: number, options: WaitOptions = {}): Promise<Snapshots> {
+    return this.waitUntil(
+      `source dirty-sync-count >= ${n}`,
+      (s) => (s.source.migration.ram?.["dirty-sync-count"] ?? 0) >= n,
+      {
+        timeoutMs: options.timeoutMs ?? timeoutMs("hold"),
+        failOn: (s) => {
+          const status = statusOf(s.source);
+          return ["completed", ...FAILURE_STATUSES].includes(status)
+            ? `the source reached "${status}" after ${s.source.migration.ram?.["dirty-sync-count"] ?? 0} sync(s), before ${n}`
+            : undefined;
+        },
+      },
+    );
+  }
+
+  /** A QMP event `name` on `side` whose data satisfies `match`, recorded since `sinceT` ms. */
+  async waitForEvent(
+    side: Side,
+    name: string,
+    match: (data: Record<string, unknown>) => boolean = () => true,
+    options: WaitOptions & { sinceT?: number } = {},
+  ): Promise<QMPEvent> {
+    const found = () =>
+      this.timeline
+        .of(side, "event")
+        .find(
+          (e) =>
+            e.t >= (options.sinceT ?? 0) &&
+            e.data.event === name &&
+            match((e.data.data ?? {}) as Record<string, unknown>),
+        )?.data;
+    let event: QMPEvent | undefined;
+    await this.waitUntil(
+      `${side} event ${name}`,
+      () => {
+        event = found();
+        return event !== undefined;
+      },
+      { timeoutMs: options.timeoutMs ?? timeoutMs("event") },
+    );
+    return event as QMPEvent;
+  }
+
+  /** Poll query-status on one side until `ok` holds (bounded). */
+  async waitForVm(
+    side: Side,
+    ok: (s: StatusInfo) => boolean,
+    what: string,
+    limit = timeoutMs("vmState"),
+  ): Promise<StatusInfo> {
+    const deadline = Date.now() + limit;
+    for (;;) {
+      const status = await this.machine(side).queryStatus();
+      if (ok(status)) return status;
+      if (Date.now() > deadline) {
+        throw await this.fail(
+          `the ${side} VM did not become ${what} within ${limit} ms: query-status says ${JSON.stringify(status)}`,
+          side,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  // ------------------------------------------------------------------ the plain flow
+
+  /**
+   * The whole precopy flow: incoming, migrate, both sides completed, destination running, the
+   * guest's RAM verified. Returns the final state of both sides.
    */
   async migrate(
     options: { timeoutMs?: number; ramCheck?: boolean } = {},
@@ -516,16 +612,25 @@ export class MigrationPair {
     await this.waitForGuest();
     const started = Date.now();
     const uri = await this.startIncoming();
-    await this.startMigration(uri);
-    await this.waitForStatus(
+    try {
+      await this.startMigration(uri);
+    } catch (error) {
+      throw await this.fail(`migrate ${uri} was refused: ${(error as Error).message}`, "source");
+    }
+    await this.waitForStatuses(
       { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: options.timeoutMs ?? 60_000 },
+      { timeoutMs: options.timeoutMs ?? timeoutMs("migration") },
     );
+    return this.finishCompleted(uri, started, options.ramCheck ?? true);
+  }
+
+  /** After both sides completed: destination running, final state, RAM check. */
+  async finishCompleted(uri: string, started: number, ramCheck: boolean): Promise<MigrationResult> {
     const durationMs = Date.now() - started;
     this.phase = "verify";
     const destinationVm = await this.waitForVm("destination", (s) => s.running, "running");
-    const final = { uri, durationMs, ...(await this.finalState(destinationVm)) };
-    if (options.ramCheck === false || !this.guest.params) return final;
+    const final = { uri, durationMs, ...(await this.finalState("completed", destinationVm)) };
+    if (!ramCheck || !this.guest.params) return final;
     const ram = await this.checkRam();
     if (!ram.check.ok) {
       throw await this.fail(
@@ -536,12 +641,12 @@ export class MigrationPair {
     return { ...final, ram };
   }
 
-  /** Before migrating: the guest runs on the source and is dirtying memory. */
+  /** Before migrating: the guest has started on the source (its start marker). */
   async waitForGuest(): Promise<void> {
     if (!this.guest.params) return;
     this.phase = "guest-start";
     try {
-      await waitForGuestPasses(this.source, 1);
+      await waitForGuestPasses(this.source, 0, timeoutMs("guestStart"));
     } catch (error) {
       throw await this.fail((error as Error).message, "source");
     }
@@ -556,7 +661,7 @@ export class MigrationPair {
     this.phase = "ram-check";
     let ram: RamIntegrity;
     try {
-      ram = await checkGuestRam(this.destination, this.guest);
+      ram = await checkGuestRam(this.destination, this.guest, timeoutMs("guestLiveness"));
     } catch (error) {
       throw await this.fail((error as Error).message, "destination");
     }
@@ -564,47 +669,26 @@ export class MigrationPair {
     return ram;
   }
 
-  /** A migration that must fail on the source, e.g. to a port nobody listens on. */
-  async migrateExpectingFailure(
-    uri: string,
-    options: { timeoutMs?: number } = {},
-  ): Promise<MigrationResult> {
-    const started = Date.now();
-    await this.startMigration(uri);
-    await this.waitForStatus({ source: ["failed"] }, { timeoutMs: options.timeoutMs ?? 30_000 });
-    this.phase = "verify";
-    return { uri, durationMs: Date.now() - started, ...(await this.finalState()) };
-  }
-
-  /** Poll query-status on one side until `ok` holds (bounded). */
-  async waitForVm(
-    side: Side,
-    ok: (s: StatusInfo) => boolean,
-    what: string,
-    timeoutMs = 10_000,
-  ): Promise<StatusInfo> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const status = await this.machine(side).queryStatus();
-      if (ok(status)) return status;
-      if (Date.now() > deadline) {
-        throw await this.fail(
-          `the ${side} VM did not become ${what} within ${timeoutMs} ms: query-status says ${JSON.stringify(status)}`,
-          side,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  private async finalState(
+  /** Both sides' last snapshot, run state and MIGRATION events, for an ended migration. */
+  async finalState(
+    outcome: MigrationOutcome,
     destinationVm?: StatusInfo,
   ): Promise<Omit<MigrationResult, "uri" | "durationMs">> {
-    const [source, destination, sourceVm, dstVm] = await Promise.all([
-      this.snapshot("source"),
-      this.snapshot("destination"),
-      this.source.queryStatus(),
-      destinationVm ?? this.destination.queryStatus(),
+    const sideResult = async (side: Side, vm?: StatusInfo): Promise<SideResult> => {
+      const m = this.machine(side);
+      const events = this.timeline.migrationEvents(side);
+      if (!m.isRunning()) {
+        // A side that exited (a failed incoming migration ends a destination): its last words.
+        const last = this.timeline.last(side, "query-migrate")?.data ?? {};
+        const text = this.timeline.last(side, "info-migrate")?.data ?? "";
+        return { migration: last, before: last, infoMigrate: text, vm: exitedVm(m), events };
+      }
+      const [snap, status] = await Promise.all([this.snapshot(side), vm ?? m.queryStatus()]);
+      return { ...snap, vm: status, events: this.timeline.migrationEvents(side) };
+    };
+    const [source, destination] = await Promise.all([
+      sideResult("source"),
+      sideResult("destination", destinationVm),
     ]);
     if (this.violations.length > 0) {
       throw await this.fail(
@@ -612,26 +696,46 @@ export class MigrationPair {
         undefined,
       );
     }
-    return {
-      source: { ...source, vm: sourceVm, events: this.timeline.migrationEvents("source") },
-      destination: {
-        ...destination,
-        vm: dstVm,
-        events: this.timeline.migrationEvents("destination"),
-      },
-    };
+    return { outcome, source, destination };
+  }
+
+  // ------------------------------------------------------------------ failures and teardown
+
+  /** Declare that `side` will exit by itself during the test, and how (else a failure). */
+  expectExit(side: Side, exit: ExpectedExit): void {
+    this.expectedExits[side] = exit;
+    this.timeline.record(
+      "harness",
+      "note",
+      `the ${side} is expected to exit: ${JSON.stringify(exit)}`,
+    );
+  }
+
+  private describeLoss(side: Side, error: unknown): string {
+    const m = this.machine(side);
+    const message = (error as Error).message;
+    if (m.isRunning()) return message;
+    const e = m.exit as ExitInfo;
+    const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.exitCode}`;
+    return `the ${side} QEMU (pid ${m.pid}) ${how} (${message})`;
   }
 
   /** Build a MigrationError with both sides' diagnostics (best effort: a side may be dead). */
-  async fail(message: string, side: Side | undefined): Promise<MigrationError> {
+  async fail(message: string, side: Side | undefined, cause?: unknown): Promise<MigrationError> {
     // One last look at each side that still answers, so the diagnostics are current.
     await Promise.all(
-      (["source", "destination"] as const).map((s) =>
+      SIDES.map((s) =>
         this.machine(s).isRunning() ? this.snapshot(s).catch(() => undefined) : undefined,
       ),
     );
     const where = side ? `${side}, phase ${this.phase}` : `phase ${this.phase}`;
-    return new MigrationError(`[${where}] ${message}`, this.phase, side, this.diagnostics());
+    return new MigrationError(
+      `[${where}] ${message}`,
+      this.phase,
+      side,
+      this.diagnostics(),
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   diagnostics(): string {
@@ -643,49 +747,38 @@ export class MigrationPair {
     });
   }
 
-  /** Shut both sides down and remove their temp dirs. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.phase = "teardown";
-    await Promise.all([this.source.shutdown(), this.destination.shutdown()]);
-    rmSync(this.assetsDir, { recursive: true, force: true });
-    unregisterPath(this.assetsDir);
+  /**
+   * Shut both sides down and remove their temp dirs. Idempotent. Resolves with every way a
+   * QEMU ended that the test did not declare (crash, non-zero exit, ignored quit).
+   */
+  close(): Promise<string[]> {
+    this.closed ??= (async () => {
+      this.phase = "teardown";
+      const early = { source: this.source.exit, destination: this.destination.exit };
+      const finals = await Promise.all(SIDES.map((s) => this.machine(s).shutdown()));
+      await this.cleanup.unwind();
+      return SIDES.flatMap((side, i) =>
+        exitProblems(
+          side,
+          early[side],
+          finals[i] as ExitInfo,
+          this.expectedExits[side],
+          this.machine(side).stderrTail(1024),
+        ),
+      );
+    })();
+    return this.closed;
   }
+}
+
+function statusOf(s: SideSnapshot): MigrationStatus {
+  return s.migration.status ?? "none";
+}
+
+function exitedVm(m: Machine): StatusInfo {
+  return { running: false, status: `exited (${JSON.stringify(m.exit)})` } as StatusInfo;
 }
 
 function isEvent(msg: unknown): msg is QMPEvent {
   return typeof msg === "object" && msg !== null && "event" in msg;
-}
-
-/** A port on 127.0.0.1 that nothing listens on right now. */
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Fail clearly when a port the user chose is taken. */
-export async function assertPortFree(port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        new MigrationConfigError(
-          error.code === "EADDRINUSE"
-            ? `tcp port ${port} on 127.0.0.1 is already in use by another process; choose another port or leave it unset to get a free one`
-            : `tcp port ${port} on 127.0.0.1 cannot be used: ${error.message}`,
-        ),
-      ),
-    );
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve()));
-  });
 }
