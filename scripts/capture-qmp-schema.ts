@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { MigrationPair } from "../harness/migration/pair.ts";
 import { Machine } from "../harness/qemu/machine.ts";
-import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp/schema.ts";
+import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp/schema-trim.ts";
 
 const MAX_GZ_BYTES = 100 * 1024;
 

@@ -6,8 +6,9 @@
 
 import { describe, expect, inject } from "vitest";
 import { MigrationError, type MigrationPair } from "../harness/migration/pair.ts";
+import { migrationFeatures } from "../harness/qmp/migration-features.ts";
 import type { MigrationInfo } from "../harness/qmp/qapi.ts";
-import { migrationFeatures, QmpSchema } from "../harness/qmp/schema.ts";
+import { QmpSchema } from "../harness/qmp/schema.ts";
 import {
   blockerRefusal,
   checkDeviceAfterMigration,

@@ -7,7 +7,9 @@ import { checkRemaining } from "../checks/remaining-checks.ts";
 import { compareWithQmp } from "../hmp/compare-qmp.ts";
 import { parseInfoMigrate } from "../hmp/info-migrate.ts";
 import { buildQemu, type QemuBuild, type QemuPatch, type QemuSource } from "../qemu/build.ts";
-import { formatViolations, migrationFeatures, QmpSchema, validateReply } from "../qmp/schema.ts";
+import { migrationFeatures } from "../qmp/migration-features.ts";
+import { QmpSchema } from "../qmp/schema.ts";
+import { formatViolations, validateReply } from "../qmp/validate.ts";
 import { renderReportHtml } from "../report/html.ts";
 import { saveRun } from "../report/run-artefacts.ts";
 import {

@@ -7,7 +7,7 @@
 import { MigrationPair, type Side, type TransportKind } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
-import type { SchemaInfo } from "../qmp/schema.ts";
+import type { SchemaInfo } from "../qmp/schema-info.ts";
 import { type RunRecord, recordPair } from "../report/run-artefacts.ts";
 import { runScenario } from "../scenario/run.ts";
 import { MiB } from "../util/units.ts";

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { QmpSchema, type SchemaInfo } from "../qmp/schema.ts";
+import { QmpSchema } from "../qmp/schema.ts";
+import type { SchemaInfo } from "../qmp/schema-info.ts";
 import { schemaFixture } from "./fixtures.test-helpers.ts";
 import { diffSchemas, flattenSchema } from "./schema-diff.ts";
 

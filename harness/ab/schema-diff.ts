@@ -4,7 +4,8 @@
 // Two builds are compared path by path: members added or removed, optional-ness changed, the
 // type changed, enum values added or removed.
 
-import type { QmpSchema, SchemaInfo } from "../qmp/schema.ts";
+import type { QmpSchema } from "../qmp/schema.ts";
+import type { SchemaInfo } from "../qmp/schema-info.ts";
 
 /** One node of a flattened schema. */
 export interface SchemaNode {

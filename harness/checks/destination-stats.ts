@@ -4,8 +4,8 @@
 // formulas and what the source sent; where it is not, the released behaviour holds exactly:
 // `{"status": "completed"}` and nothing else. A change in either direction is caught.
 
+import { SOURCE_ONLY_RAM_STATS } from "../qmp/migration-features.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
-import { SOURCE_ONLY_RAM_STATS } from "../qmp/schema.ts";
 
 /** Members the patch fills on the destination. */
 export const DESTINATION_RAM_MEMBERS = [

@@ -3,7 +3,8 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import type { Side } from "../migration/timeline.ts";
-import { migrationFeatures, QmpSchema } from "../qmp/schema.ts";
+import { migrationFeatures } from "../qmp/migration-features.ts";
+import { QmpSchema } from "../qmp/schema.ts";
 import {
   expectedFixtures,
   FIXTURE_FILE_PATTERN,

@@ -17,7 +17,8 @@ import {
 import type { AccelRequest } from "../qemu/accel.ts";
 import { defaultParentDir, type ExitInfo, Machine, type MachineOptions } from "../qemu/machine.ts";
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
-import { ExecuteError } from "../qmp/client.ts";
+import { ExecuteError } from "../qmp/errors.ts";
+import { type MigrationFeatures, migrationFeatures } from "../qmp/migration-features.ts";
 import type {
   MigrationCapabilityStatus,
   MigrationInfo,
@@ -26,14 +27,8 @@ import type {
   QMPEvent,
   StatusInfo,
 } from "../qmp/qapi.ts";
-import {
-  formatViolations,
-  type MigrationFeatures,
-  migrationFeatures,
-  type QmpSchema,
-  validateEventData,
-  validateReply,
-} from "../qmp/schema.ts";
+import type { QmpSchema } from "../qmp/schema.ts";
+import { formatViolations, validateEventData, validateReply } from "../qmp/validate.ts";
 import { CleanupStack } from "../util/cleanup-stack.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";

@@ -5,16 +5,16 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, expectTypeOf, test } from "vitest";
+import { QMPClient } from "./client.ts";
 import {
   ExecuteError,
-  QMPClient,
   QMPConnectError,
   QMPDisconnectedError,
   QMPError,
   QMPListenerClosedError,
   QMPProtocolError,
   QMPTimeoutError,
-} from "./client.ts";
+} from "./errors.ts";
 import { FakeQMPServer, type FakeQMPServerOptions } from "./fake-server.ts";
 import type { QMPEvent, StatusInfo } from "./qapi.ts";
 

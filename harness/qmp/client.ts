@@ -2,6 +2,18 @@
 // Shaped after QEMU's python/qemu/qmp (runstate, kept greeting, oob negotiation, ExecuteError,
 // EventListener), plus what the harness needs on top: typed replies and a timeout on every wait.
 import { createConnection, type Socket } from "node:net";
+import { pushBounded } from "../util/bounded.ts";
+import {
+  describeCommand,
+  ExecuteError,
+  QMPConnectError,
+  type QMPConnectPhase,
+  QMPDisconnectedError,
+  QMPError,
+  QMPProtocolError,
+  QMPTimeoutError,
+} from "./errors.ts";
+import { type EventFilter, EventListener, type ListenerOwner } from "./event-listener.ts";
 import type { QMPEvent, VersionInfo } from "./qapi.ts";
 
 export type Runstate = "idle" | "connecting" | "running" | "disconnecting";
@@ -10,101 +22,12 @@ export interface QMPGreeting {
   QMP: { version: VersionInfo; capabilities: string[] };
 }
 
-export class QMPError extends Error {
-  override name = "QMPError";
-}
-
-/** Phase of connect() that failed: the socket itself, the greeting, or qmp_capabilities. */
-export type QMPConnectPhase = "connect" | "greeting" | "negotiate";
-
-export class QMPConnectError extends QMPError {
-  override name = "QMPConnectError";
-  constructor(
-    message: string,
-    readonly socketPath: string,
-    readonly phase: QMPConnectPhase,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-export class QMPTimeoutError extends QMPError {
-  override name = "QMPTimeoutError";
-  constructor(
-    message: string,
-    readonly what: string,
-    readonly timeoutMs: number,
-  ) {
-    super(message);
-  }
-}
-
-export class QMPDisconnectedError extends QMPError {
-  override name = "QMPDisconnectedError";
-  constructor(
-    message: string,
-    readonly command?: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-export class QMPProtocolError extends QMPError {
-  override name = "QMPProtocolError";
-  constructor(
-    message: string,
-    /** The offending line (raw text when it was not JSON). */
-    readonly received?: unknown,
-  ) {
-    super(message);
-  }
-}
-
-/** Raised by get()/waitFor() on an EventListener that was closed while they waited. */
-export class QMPListenerClosedError extends QMPError {
-  override name = "QMPListenerClosedError";
-}
-
-export class ExecuteError extends QMPError {
-  override name = "ExecuteError";
-  readonly errorClass: string;
-  readonly desc: string;
-  readonly command: string;
-  readonly arguments: Record<string, unknown> | undefined;
-  /** The request as sent, with its id. */
-  readonly sent: unknown;
-  /** The whole error reply. */
-  readonly received: unknown;
-  constructor(
-    clientName: string,
-    command: string,
-    commandArgs: Record<string, unknown> | undefined,
-    sent: unknown,
-    received: unknown,
-  ) {
-    const error = (received as { error?: { class?: unknown; desc?: unknown } }).error ?? {};
-    const errorClass = typeof error.class === "string" ? error.class : "UnknownErrorClass";
-    const desc = typeof error.desc === "string" ? error.desc : JSON.stringify(error);
-    super(`${clientName}: ${describeCommand(command, commandArgs)} failed: ${errorClass}: ${desc}`);
-    this.errorClass = errorClass;
-    this.desc = desc;
-    this.command = command;
-    this.arguments = commandArgs;
-    this.sent = sent;
-    this.received = received;
-  }
-}
-
 export interface ExecuteOptions {
   /** Default: the client's defaultTimeoutMs (30 s unless set). */
   timeoutMs?: number;
   /** Send as `exec-oob` (out-of-band); only allowed when oob was negotiated. */
   oob?: boolean;
 }
-
-export type EventFilter = string | string[] | ((e: QMPEvent) => boolean);
 
 export interface QMPClientOptions {
   /** Which QEMU this is ("source", "destination"): the first word of every error message. */
@@ -121,7 +44,6 @@ export interface QMPClientOptions {
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_HISTORY = 1000;
 const MAX_PROTOCOL_ERRORS = 100;
-const MAX_ARGS_IN_MESSAGE = 300;
 
 interface Pending {
   command: string;
@@ -164,17 +86,6 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => 
   }
 }
 
-function describeCommand(command: string, args: Record<string, unknown> | undefined): string {
-  if (args === undefined) return command;
-  let text = JSON.stringify(args);
-  if (text.length > MAX_ARGS_IN_MESSAGE) text = `${text.slice(0, MAX_ARGS_IN_MESSAGE)}...`;
-  return `${command} ${text}`;
-}
-
-function describeEvent(e: QMPEvent): string {
-  return e.data === undefined ? e.event : `${e.event} ${JSON.stringify(e.data)}`;
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -184,216 +95,6 @@ function isGreeting(msg: Record<string, unknown>): msg is Record<string, unknown
   if (!isObject(qmp) || !Array.isArray(qmp.capabilities) || !isObject(qmp.version)) return false;
   const qemu = qmp.version.qemu;
   return isObject(qemu) && typeof qemu.major === "number" && typeof qemu.minor === "number";
-}
-
-function toFilter(filter: EventFilter | undefined): (e: QMPEvent) => boolean {
-  if (filter === undefined) return () => true;
-  if (typeof filter === "function") return filter;
-  const names = new Set(typeof filter === "string" ? [filter] : filter);
-  return (e) => names.has(e.event);
-}
-
-function pushBounded<T>(list: T[], item: T, max: number) {
-  list.push(item);
-  if (list.length > max) list.splice(0, list.length - max);
-}
-
-/** What an EventListener needs from its client. */
-interface ListenerOwner {
-  readonly name: string;
-  readonly defaultTimeoutMs: number;
-  /** Why the connection ended; undefined while it may still deliver events. */
-  closeReason(): string | undefined;
-  detach(listener: EventListener): void;
-}
-
-interface Waiter {
-  predicate: (e: QMPEvent) => boolean;
-  resolve: (e: QMPEvent) => void;
-  reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-/**
- * Receives the client's events that pass its filter: a queue for get()/waitFor(), and a bounded
- * history of everything that matched (kept even after get() took an event).
- */
-export class EventListener implements AsyncIterable<QMPEvent> {
-  readonly history: QMPEvent[] = [];
-  private readonly queue: QMPEvent[] = [];
-  private readonly waiters: Waiter[] = [];
-  private readonly accepts: (e: QMPEvent) => boolean;
-  private isClosed = false;
-
-  constructor(
-    private readonly owner: ListenerOwner,
-    filter: EventFilter | undefined,
-    private readonly historyLimit: number,
-  ) {
-    this.accepts = toFilter(filter);
-  }
-
-  /** Events matched but not yet taken by get()/waitFor(). */
-  get pending(): readonly QMPEvent[] {
-    return this.queue;
-  }
-
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
-  /** The next queued matching event; waits for one if the queue is empty. */
-  get(options: { timeoutMs?: number } = {}): Promise<QMPEvent> {
-    return this.waitFor(() => true, { timeoutMs: options.timeoutMs, what: "event" });
-  }
-
-  /**
-   * The first matching event for which predicate holds, queued ones first. Queued events that
-   * do not match stay queued for later get() calls.
-   */
-  waitFor(
-    predicate: (e: QMPEvent) => boolean,
-    options: { timeoutMs?: number; what?: string },
-  ): Promise<QMPEvent> {
-    const what = options.what ?? "matching event";
-    const timeoutMs = options.timeoutMs ?? this.owner.defaultTimeoutMs;
-    try {
-      const index = this.queue.findIndex(predicate);
-      if (index >= 0) return Promise.resolve(this.queue.splice(index, 1)[0] as QMPEvent);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (this.isClosed) {
-      return Promise.reject(
-        new QMPListenerClosedError(`${this.owner.name}: cannot wait for ${what}: listener closed`),
-      );
-    }
-    const reason = this.owner.closeReason();
-    if (reason !== undefined) {
-      return Promise.reject(
-        new QMPDisconnectedError(
-          `${this.owner.name}: cannot wait for ${what}: QEMU connection is gone (${reason})${this.recent()}`,
-        ),
-      );
-    }
-    return new Promise<QMPEvent>((resolve, reject) => {
-      const waiter: Waiter = {
-        predicate,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.removeWaiter(waiter);
-          reject(
-            new QMPTimeoutError(
-              `${this.owner.name}: no ${what} within ${timeoutMs} ms${this.recent()}`,
-              what,
-              timeoutMs,
-            ),
-          );
-        }, timeoutMs),
-      };
-      this.waiters.push(waiter);
-    });
-  }
-
-  /**
-   * Iterates over events until the connection ends or the listener is closed; each step waits
-   * at most timeoutMs (default: the client's) and throws QMPTimeoutError when nothing came.
-   */
-  async *iterate(options: { timeoutMs?: number } = {}): AsyncGenerator<QMPEvent, void, undefined> {
-    for (;;) {
-      let event: QMPEvent;
-      try {
-        event = await this.get(options);
-      } catch (error) {
-        if (error instanceof QMPDisconnectedError || error instanceof QMPListenerClosedError)
-          return;
-        throw error;
-      }
-      yield event;
-    }
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<QMPEvent> {
-    return this.iterate();
-  }
-
-  /** Drops queued events (history stays). */
-  clear(): void {
-    this.queue.length = 0;
-  }
-
-  /** Detaches from the client; pending get()/waitFor() reject with QMPListenerClosedError. */
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.owner.detach(this);
-    this.rejectAll(
-      () => new QMPListenerClosedError(`${this.owner.name}: listener closed while waiting`),
-    );
-  }
-
-  /** @internal Called by the client for every event. */
-  deliver(event: QMPEvent): void {
-    if (this.isClosed) return;
-    let matches: boolean;
-    try {
-      matches = this.accepts(event);
-    } catch {
-      // A throwing filter is the caller's bug; treat as "not mine" rather than break the client.
-      matches = false;
-    }
-    if (!matches) return;
-    pushBounded(this.history, event, this.historyLimit);
-    // A copy: waiters are removed while looping.
-    for (const waiter of [...this.waiters]) {
-      let taken: boolean;
-      try {
-        taken = waiter.predicate(event);
-      } catch (error) {
-        // That waiter's predicate is broken: fail it, the event may still suit another.
-        this.removeWaiter(waiter);
-        waiter.reject(error instanceof Error ? error : new Error(String(error)));
-        continue;
-      }
-      if (taken) {
-        this.removeWaiter(waiter);
-        waiter.resolve(event);
-        return;
-      }
-    }
-    this.queue.push(event);
-  }
-
-  /** @internal Called by the client when the connection ends. */
-  connectionClosed(reason: string): void {
-    this.rejectAll(
-      () =>
-        new QMPDisconnectedError(
-          `${this.owner.name}: QEMU went away while waiting for an event (${reason})${this.recent()}`,
-        ),
-    );
-  }
-
-  private rejectAll(makeError: () => Error) {
-    for (const waiter of this.waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(makeError());
-    }
-  }
-
-  private removeWaiter(waiter: Waiter) {
-    clearTimeout(waiter.timer);
-    const index = this.waiters.indexOf(waiter);
-    if (index >= 0) this.waiters.splice(index, 1);
-  }
-
-  // The last few events this listener matched: what did arrive, when the expected one did not.
-  private recent(): string {
-    if (this.history.length === 0) return "; this listener matched no events";
-    const last = this.history.slice(-5).map(describeEvent).join(", ");
-    return `; last events matched: ${last}`;
-  }
 }
 
 /**

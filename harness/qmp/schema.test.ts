@@ -2,18 +2,19 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import {
-  formatViolations,
-  MIGRATION_ROOTS,
   type MigrationFeatures,
   migrationFeatures,
-  QmpSchema,
-  type SchemaInfo,
-  type SchemaViolation,
   SOURCE_ONLY_RAM_STATS,
-  trimSchema,
+} from "./migration-features.ts";
+import { QmpSchema } from "./schema.ts";
+import type { SchemaInfo } from "./schema-info.ts";
+import { MIGRATION_ROOTS, trimSchema } from "./schema-trim.ts";
+import {
+  formatViolations,
+  type SchemaViolation,
   validateEventData,
   validateReply,
-} from "./schema.ts";
+} from "./validate.ts";
 
 const FIXTURES = new URL("../fixtures/qmp-schema/", import.meta.url);
 const INFO_MIGRATE_FIXTURES = new URL("../fixtures/info-migrate/", import.meta.url);

@@ -6,7 +6,7 @@ import { CONVERGING_PARAMETERS, holdParameters } from "../migration/convergence.
 import { MigrationPair, type PairOptions } from "../migration/pair.ts";
 import type { MigrationResult } from "../migration/result.ts";
 import type { Side } from "../migration/timeline.ts";
-import { ExecuteError } from "../qmp/client.ts";
+import { ExecuteError } from "../qmp/errors.ts";
 import type { MigrationParameters } from "../qmp/qapi.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import {

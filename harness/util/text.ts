@@ -20,3 +20,9 @@ export function indent(text: string, prefix = "    "): string {
 export function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
+
+/** A value as JSON for a message, cut to 120 characters. */
+export function preview(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}

@@ -6,7 +6,7 @@
 //  - 9.0 on:     `iommufd` link; 9.1 on: `migration-events`; 10.0 on: `x-migration-multifd-transfer`
 
 import { Machine } from "../qemu/machine.ts";
-import { ExecuteError } from "../qmp/client.ts";
+import { ExecuteError } from "../qmp/errors.ts";
 import type { MigrationCapabilityStatus } from "../qmp/qapi.ts";
 import { describeVfioDevice, type VfioConfig, type VfioDevice } from "./config.ts";
 
