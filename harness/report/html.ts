@@ -4,8 +4,9 @@
 // milliseconds; ECharts is ~1 MB and Vega-Lite needs Vega plus a compiler, for charts that are
 // all plain lines over time.
 //
-// The page publishes what it drew in `document.body.dataset.report` (JSON: per chart its draw
-// count, plot rectangle and series colours; page errors), so a headless browser can check it.
+// The page's own script (page-script.js) publishes what it drew in `document.body.dataset.report`
+// (JSON: per chart its draw count, plot rectangle and series colours; page errors), so a headless
+// browser can check it.
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -40,18 +41,25 @@ export interface ReportPageState {
   errors: string[];
 }
 
-let uplotAssets: { js: string; css: string } | undefined;
+let pageAssets: { js: string; css: string; pageScript: string } | undefined;
 
-function loadUplot(): { js: string; css: string } {
-  uplotAssets ??= {
-    js: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
-    css: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8"),
-  };
-  return uplotAssets;
+/** uPlot's build and stylesheet, and the page's own script (page-script.js), read once. */
+function loadAssets(): { js: string; css: string; pageScript: string } {
+  if (!pageAssets) {
+    const pageScript = readFileSync(new URL("./page-script.js", import.meta.url), "utf8");
+    // Inlined as it is: it must not end its own <script> element.
+    if (/<\/script/i.test(pageScript)) throw new Error("page-script.js contains </script");
+    pageAssets = {
+      js: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
+      css: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8"),
+      pageScript,
+    };
+  }
+  return pageAssets;
 }
 
 export function renderReportHtml(run: RunRecord): string {
-  const { js, css } = loadUplot();
+  const { js, css, pageScript } = loadAssets();
   const series = reportSeries(run);
   const data = { series, colors: REPORT_COLORS };
   const title = `qemu-migtest: ${run.name}`;
@@ -77,7 +85,7 @@ ${series.hasSystemRemaining ? "" : "This QEMU has no top-level <code>remaining</
 ${sidesSection(run)}
 <script id="report-data" type="application/json">${jsonForScript(data)}</script>
 <script>${js}</script>
-<script>${PAGE_SCRIPT}</script>
+<script>${pageScript}</script>
 </body>
 </html>
 `;
@@ -172,105 +180,4 @@ pre.cmd { max-width: 560px; word-break: break-all; }
 .note { color: #495057; margin: 4px 0; }
 #status-legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border: 1px solid #ced4da; }
 ul.verdicts { margin: 0; padding-left: 18px; }
-`;
-
-// Plain browser JavaScript (runs in the report page, not in Node).
-const PAGE_SCRIPT = `
-(function () {
-  var state = { charts: [], errors: [] };
-  function publish() { document.body.dataset.report = JSON.stringify(state); }
-  window.addEventListener("error", function (e) { state.errors.push(String(e.message)); publish(); });
-  try {
-    var D = JSON.parse(document.getElementById("report-data").textContent);
-    var S = D.series, C = D.colors, MiB = 1024 * 1024;
-    var STATUS = { setup: "#adb5bd", active: "#74c0fc", "pre-switchover": "#ffd43b", device: "#ffa94d",
-      "postcopy-active": "#b197fc", completed: "#8ce99a", failed: "#ff8787", cancelling: "#ced4da",
-      cancelled: "#ced4da" };
-    function statusColor(s) { return STATUS[s] || "#e9ecef"; }
-    var legend = document.getElementById("status-legend");
-    S.statusBands.forEach(function (b) {
-      if (legend.querySelector('[data-status="' + b.status + '"]')) return;
-      var span = document.createElement("span");
-      span.dataset.status = b.status; span.textContent = b.status;
-      span.style.background = statusColor(b.status);
-      legend.appendChild(span);
-    });
-    function bands(u) {
-      var ctx = u.ctx, bb = u.bbox;
-      ctx.save(); ctx.globalAlpha = 0.18;
-      S.statusBands.forEach(function (b) {
-        var x0 = Math.max(bb.left, u.valToPos(b.from, "x", true));
-        var x1 = Math.min(bb.left + bb.width, u.valToPos(b.to, "x", true));
-        if (x1 <= x0) return;
-        ctx.fillStyle = statusColor(b.status); ctx.fillRect(x0, bb.top, x1 - x0, bb.height);
-      });
-      ctx.restore();
-    }
-    function passes(u) {
-      var ctx = u.ctx, bb = u.bbox, dpr = window.devicePixelRatio || 1;
-      ctx.save(); ctx.strokeStyle = "#343a40"; ctx.fillStyle = "#343a40";
-      ctx.setLineDash([3 * dpr, 3 * dpr]); ctx.lineWidth = dpr;
-      ctx.font = (10 * dpr) + "px sans-serif";
-      S.passes.forEach(function (p) {
-        var x = Math.round(u.valToPos(p.t, "x", true));
-        if (x < bb.left || x > bb.left + bb.width) return;
-        ctx.beginPath(); ctx.moveTo(x, bb.top); ctx.lineTo(x, bb.top + bb.height); ctx.stroke();
-        ctx.fillText("p" + p.pass, x + 2 * dpr, bb.top + 10 * dpr);
-      });
-      ctx.restore();
-    }
-    // The x axis spans the whole migration (setup included), not only the RAM snapshots.
-    var x0 = Math.min(S.t[0] || 0, S.statusBands.length ? S.statusBands[0].from : Infinity);
-    var x1 = Math.max(S.end, S.t[S.t.length - 1] || 0);
-    if (!(x1 > x0)) x1 = x0 + 1;
-    function mib(v) { return v == null ? null : v / MiB; }
-    var specs = [
-      { id: "remaining", title: "Remaining (MiB)", series: [
-        { label: "RAM remaining", values: S.ramRemaining.map(mib), stroke: C.ramRemaining },
-        S.hasSystemRemaining ? { label: "system-wide remaining", values: S.systemRemaining.map(mib), stroke: C.systemRemaining } : null ] },
-      { id: "throughput", title: "Throughput (Mbps)", series: [
-        { label: "mbps", values: S.mbps, stroke: C.mbps } ] },
-      { id: "dirty-rate", title: "Dirty pages rate (pages/s)", series: [
-        { label: "dirty-pages-rate", values: S.dirtyPagesRate, stroke: C.dirtyPagesRate } ] },
-      { id: "downtime", title: "Expected downtime vs downtime-limit (ms)", series: [
-        { label: "expected-downtime", values: S.expectedDowntime, stroke: C.expectedDowntime },
-        { label: "downtime-limit " + S.downtimeLimitMs + " ms", values: S.t.map(function () { return S.downtimeLimitMs; }), stroke: C.downtimeLimit, dash: [6, 4] } ] }
-    ];
-    specs.forEach(function (spec) {
-      var el = document.getElementById("chart-" + spec.id);
-      var list = spec.series.filter(Boolean);
-      var present = list.filter(function (s) { return s.values.some(function (v) { return v != null; }); });
-      var rec = { id: spec.id, draws: 0, empty: present.length === 0, colors: present.map(function (s) { return s.stroke; }) };
-      state.charts.push(rec);
-      if (S.t.length === 0) {
-        var p = document.createElement("div"); p.className = "empty";
-        p.textContent = spec.title + ": the source recorded no RAM statistics";
-        el.appendChild(p);
-        return;
-      }
-      var opts = {
-        title: spec.title, width: 1200, height: 240,
-        scales: { x: { time: false, range: function () { return [x0, x1]; } } },
-        axes: [{ label: "seconds since start" }, { size: 70 }],
-        series: [{ label: "t (s)" }].concat(list.map(function (s) {
-          return { label: s.label, stroke: s.stroke, width: 2, dash: s.dash, spanGaps: false, points: { show: false } };
-        })),
-        hooks: {
-          drawClear: [bands],
-          draw: [function (u) {
-            passes(u);
-            rec.draws++;
-            var r = u.over.getBoundingClientRect();
-            rec.rect = { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height };
-            publish();
-          }]
-        }
-      };
-      new uPlot(opts, [S.t].concat(list.map(function (s) { return s.values; })), el);
-    });
-  } catch (e) {
-    state.errors.push(String(e && e.stack || e));
-  }
-  publish();
-})();
 `;
