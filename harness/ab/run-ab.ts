@@ -117,57 +117,90 @@ export async function runAb(options: AbOptions): Promise<AbOutcome> {
   const log = options.log ?? (() => undefined);
   const scenario: AbScenario = { ...DEFAULT_AB_SCENARIO, ...options.scenario };
   await mkdir(options.outDir, { recursive: true });
-  const build = async (name: Build, patches: QemuPatch[]): Promise<QemuBuild> => {
-    log(
-      `${name}: building ${sourceLabel(options.base)}${patches.length ? ` + ${patches.map((p) => basename(p.file)).join(" + ")}` : ""}`,
-    );
-    const b = await buildQemu({
-      source: options.base,
-      patches,
-      ...(options.configureFlags ? { configureFlags: options.configureFlags } : {}),
-      ...(options.jobs ? { jobs: options.jobs } : {}),
-      onProgress: (line) => log(`${name}: ${line}`),
-    });
-    log(
-      `${name}: ${b.cached ? "cached" : `built in ${(b.durationMs / 1000).toFixed(0)} s`}: ${b.wrapper} (QEMU ${b.version})`,
-    );
-    return b;
-  };
   // One after the other: they share one tree, and the machine has two cores.
-  const baseBuild = await build("base", []);
-  const patchedBuild = await build("patched", options.patches);
+  const baseBuild = await buildVariant(options, log, "base", []);
+  const patchedBuild = await buildVariant(options, log, "patched", options.patches);
+  const baseRun = await runVariant(options, scenario, log, "base", baseBuild);
+  const patchedRun = await runVariant(options, scenario, log, "patched", patchedBuild);
+  const report = compareAbRuns(
+    scenario,
+    { summary: buildSummary(options, baseBuild, [], baseRun), record: baseRun.record },
+    {
+      summary: buildSummary(options, patchedBuild, options.patches, patchedRun),
+      record: patchedRun.record,
+    },
+  );
+  return { report, files: await writeAbReport(options.outDir, report) };
+}
 
-  const run = async (name: Build, b: QemuBuild) => {
-    log(`${name}: running the scenario on QEMU ${b.version}`);
-    const started = Date.now();
-    const record = await runAbScenario(b.wrapper, scenario, {
-      name: `ab ${name}`,
-      onNote: (t) => log(`${name}: ${t}`),
-    });
-    const durationMs = Date.now() - started;
-    log(
-      `${name}: ${record.outcome.ok ? "completed" : `FAILED: ${record.outcome.error}`} (${record.snapshots.length} snapshots, ${(durationMs / 1000).toFixed(1)} s)`,
-    );
-    const files: { run?: string; report?: string } = {};
-    if (record.run) {
-      files.run = await saveRun(options.outDir, record.run, `${name}-run`);
-      files.report = join(options.outDir, `${name}-run.html`);
-      await writeFile(files.report, renderReportHtml(record.run));
-    }
-    await writeFile(
-      join(options.outDir, `${name}-snapshots.json`),
-      `${JSON.stringify(record.snapshots, null, 1)}\n`,
-    );
-    return { record, durationMs, files };
-  };
-  const baseRun = await run("base", baseBuild);
-  const patchedRun = await run("patched", patchedBuild);
+type Log = (line: string) => void;
 
-  const summary = (
-    b: QemuBuild,
-    patches: QemuPatch[],
-    r: Awaited<ReturnType<typeof run>>,
-  ): AbBuildSummary => ({
+async function buildVariant(
+  options: AbOptions,
+  log: Log,
+  name: Build,
+  patches: QemuPatch[],
+): Promise<QemuBuild> {
+  log(
+    `${name}: building ${sourceLabel(options.base)}${patches.length ? ` + ${patches.map((p) => basename(p.file)).join(" + ")}` : ""}`,
+  );
+  const b = await buildQemu({
+    source: options.base,
+    patches,
+    ...(options.configureFlags ? { configureFlags: options.configureFlags } : {}),
+    ...(options.jobs ? { jobs: options.jobs } : {}),
+    onProgress: (line) => log(`${name}: ${line}`),
+  });
+  log(
+    `${name}: ${b.cached ? "cached" : `built in ${(b.durationMs / 1000).toFixed(0)} s`}: ${b.wrapper} (QEMU ${b.version})`,
+  );
+  return b;
+}
+
+interface VariantRun {
+  record: AbScenarioRecord;
+  durationMs: number;
+  files: { run?: string; report?: string };
+}
+
+/** The scenario on one build; its run file, run report and snapshots saved in the out dir. */
+async function runVariant(
+  options: AbOptions,
+  scenario: AbScenario,
+  log: Log,
+  name: Build,
+  b: QemuBuild,
+): Promise<VariantRun> {
+  log(`${name}: running the scenario on QEMU ${b.version}`);
+  const started = Date.now();
+  const record = await runAbScenario(b.wrapper, scenario, {
+    name: `ab ${name}`,
+    onNote: (t) => log(`${name}: ${t}`),
+  });
+  const durationMs = Date.now() - started;
+  log(
+    `${name}: ${record.outcome.ok ? "completed" : `FAILED: ${record.outcome.error}`} (${record.snapshots.length} snapshots, ${(durationMs / 1000).toFixed(1)} s)`,
+  );
+  const files: VariantRun["files"] = {};
+  if (record.run) {
+    files.run = await saveRun(options.outDir, record.run, `${name}-run`);
+    files.report = join(options.outDir, `${name}-run.html`);
+    await writeFile(files.report, renderReportHtml(record.run));
+  }
+  await writeFile(
+    join(options.outDir, `${name}-snapshots.json`),
+    `${JSON.stringify(record.snapshots, null, 1)}\n`,
+  );
+  return { record, durationMs, files };
+}
+
+function buildSummary(
+  options: AbOptions,
+  b: QemuBuild,
+  patches: QemuPatch[],
+  r: VariantRun,
+): AbBuildSummary {
+  return {
     source: b.info["debian-version"]
       ? `Debian qemu ${b.info["debian-version"]}`
       : sourceLabel(options.base),
@@ -184,22 +217,19 @@ export async function runAb(options: AbOptions): Promise<AbOutcome> {
       durationMs: r.durationMs,
     },
     files: r.files,
-  });
+  };
+}
 
-  const report = compareAbRuns(
-    scenario,
-    { summary: summary(baseBuild, [], baseRun), record: baseRun.record },
-    { summary: summary(patchedBuild, options.patches, patchedRun), record: patchedRun.record },
-  );
+async function writeAbReport(outDir: string, report: AbReport): Promise<AbOutcome["files"]> {
   const files = {
-    json: join(options.outDir, "ab-report.json"),
-    html: join(options.outDir, "ab-report.html"),
-    text: join(options.outDir, "ab-report.txt"),
+    json: join(outDir, "ab-report.json"),
+    html: join(outDir, "ab-report.html"),
+    text: join(outDir, "ab-report.txt"),
   };
   await writeFile(files.json, `${JSON.stringify(report, null, 1)}\n`);
   await writeFile(files.html, renderAbHtml(report));
   await writeFile(files.text, `${renderAbText(report)}\n`);
-  return { report, files };
+  return files;
 }
 
 /** The report of two recorded scenario runs: differences, verdicts, and whether the patch passes. */

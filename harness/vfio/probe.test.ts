@@ -5,9 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
+import type { VfioCheck } from "./check.ts";
 import { type VfioConfig, vfioConfigFromArgs } from "./config.ts";
 import { qemuVfioSupportFrom } from "./device.ts";
-import { formatVfioReport, probeVfioHost, type VfioCheck } from "./probe.ts";
+import { formatVfioReport, probeVfioHost } from "./probe.ts";
 
 const SRC = "0000:3b:00.1";
 const DST = "0000:3b:00.2";
