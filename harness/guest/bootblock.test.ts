@@ -5,6 +5,7 @@ import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { readGuestRamFile } from "../qemu/guest-ram-file.ts";
 import {
@@ -20,15 +21,83 @@ import { checkBootblockRam, readBootblockStatus } from "./ram-check.ts";
 
 const MiB = 1024 * 1024;
 const L = BOOTBLOCK_LAYOUT;
+const SOURCE = readFileSync(
+  fileURLToPath(new URL("../../images/bootblock/bootblock.S", import.meta.url)),
+  "utf8",
+);
+
+/** `.set NAME, VALUE` constants of bootblock.S (numbers, no expressions). */
+function asmConstants(source: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of source.matchAll(/^\s*\.set\s+(\w+),\s*(0x[0-9a-f]+|\d+)\b/gim)) {
+    out.set(m[1] ?? "", Number(m[2]));
+  }
+  return out;
+}
+
+/** `/* +0xNN name *\/` offsets of the parameter block in bootblock.S, in order. */
+function asmParamOffsets(source: string): number[] {
+  const block = source.slice(source.indexOf("params:"), source.indexOf("params_end:"));
+  return [...block.matchAll(/\/\*\s*\+(0x[0-9a-f]+)/gi)].map((m) => Number(m[1]));
+}
+
+describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
+  const c = asmConstants(SOURCE);
+  test("status block: address, every field, size and version", () => {
+    const F = L.statusFields;
+    expect(c.get("STATUS")).toBe(L.statusAddress);
+    expect(c.get("PASS_COUNTER")).toBe(L.passCounterAddress);
+    expect(L.passCounterAddress).toBe(L.statusAddress + F.passCounter);
+    expect(c.get("PAGES_WRITTEN")).toBe(L.statusAddress + F.pagesWritten);
+    expect(c.get("PROGRESS_TSC")).toBe(L.statusAddress + F.progressTsc);
+    expect(c.get("TSC_HZ")).toBe(L.statusAddress + F.tscHz);
+    expect(c.get("ASKED_RATE")).toBe(L.statusAddress + F.pagesPerSecond);
+    expect(c.get("SCHED_RESTARTS")).toBe(L.statusAddress + F.scheduleRestarts);
+    expect(c.get("CAL_SPREAD")).toBe(L.statusAddress + F.calibrationSpreadPpm);
+    expect(c.get("STATUS_VERSION")).toBe(L.statusAddress + F.version);
+    expect(c.get("STATUS_SIZE")).toBe(L.statusSize);
+    expect(SOURCE).toContain(`movl\t$${L.statusVersion}, STATUS_VERSION`);
+    // Below the code (0x8000) and clear of the stack, which grows down from 0x7c00.
+    expect(L.statusAddress + L.statusSize).toBeLessThan(0x7800);
+  });
+
+  test("parameter block: every field offset, in order, and the calibration constants", () => {
+    const F = L.paramFields;
+    expect(asmParamOffsets(SOURCE)).toEqual([
+      F.magic,
+      F.version,
+      F.size,
+      F.rangeStart,
+      F.rangeEnd,
+      F.pageSpin,
+      F.passSpin,
+      F.dirtyRatePagesPerSecond,
+      F.maxLagUs,
+    ]);
+    expect(SOURCE).toMatch(new RegExp(`\\.long\\s+${L.paramVersion}\\s+/\\* \\+0x08`));
+    expect(c.get("PIT_HZ")).toBe(L.calibration.pitHz);
+    expect(c.get("CAL_LATCH")).toBe(L.calibration.latch);
+    // The latch is a 16-bit PIT count.
+    expect(L.calibration.latch).toBeLessThan(0x10000);
+    expect(SOURCE.match(/call\s+pit_round/g)?.length).toBe(L.calibration.rounds);
+    const { pass, ...messages } = L.markers;
+    expect(SOURCE).toContain(`movb\t$'${pass}', %al`);
+    for (const marker of Object.values(messages)) {
+      expect(SOURCE).toContain(`.asciz\t"${marker.replace("\n", "\\n")}"`);
+    }
+  });
+});
 
 describe("bootblock image", () => {
-  test("the committed image carries a v1 parameter block and a reset vector", () => {
+  test("the committed image carries a v2 parameter block with its defaults and a reset vector", () => {
     const image = readFileSync(BOOTBLOCK_IMAGE_PATH);
     expect(image.length).toBe(L.imageSize);
     const block = image.subarray(L.paramBlockOffset, L.paramBlockOffset + L.paramBlockSize);
     expect(block.subarray(0, 8).toString("latin1")).toBe(L.paramMagic);
     expect(block.readUInt32LE(L.paramFields.version)).toBe(L.paramVersion);
     expect(block.readUInt32LE(L.paramFields.size)).toBe(L.paramBlockSize);
+    expect(block.readBigUInt64LE(L.paramFields.dirtyRatePagesPerSecond)).toBe(0n);
+    expect(block.readBigUInt64LE(L.paramFields.maxLagUs)).toBe(BigInt(L.defaultMaxLagUs));
     expect(image.subarray(510, 512)).toEqual(Buffer.from([0x55, 0xaa])); // boot signature
     expect(image[0xfff0]).toBe(0xe9); // near jmp at the reset vector
   });
@@ -40,16 +109,22 @@ describe("bootblock image", () => {
       rangeEnd: 0xfff0_0000,
       pageSpin: 1000,
       passSpin: 2 ** 40,
+      dirtyRatePagesPerSecond: 8192,
+      maxLagUs: 5000,
     });
     const block = image.subarray(L.paramBlockOffset);
     expect(block.readBigUInt64LE(L.paramFields.rangeStart)).toBe(BigInt(2 * MiB));
     expect(block.readBigUInt64LE(L.paramFields.rangeEnd)).toBe(0xfff0_0000n);
     expect(block.readBigUInt64LE(L.paramFields.pageSpin)).toBe(1000n);
     expect(block.readBigUInt64LE(L.paramFields.passSpin)).toBe(2n ** 40n);
+    expect(block.readBigUInt64LE(L.paramFields.dirtyRatePagesPerSecond)).toBe(8192n);
+    expect(block.readBigUInt64LE(L.paramFields.maxLagUs)).toBe(5000n);
     // Defaults for what is left out.
     patchBootblockImage(image, { rangeEnd: 64 * MiB });
     expect(block.readBigUInt64LE(L.paramFields.rangeStart)).toBe(BigInt(L.defaultRangeStart));
     expect(block.readBigUInt64LE(L.paramFields.pageSpin)).toBe(0n);
+    expect(block.readBigUInt64LE(L.paramFields.dirtyRatePagesPerSecond)).toBe(0n);
+    expect(block.readBigUInt64LE(L.paramFields.maxLagUs)).toBe(BigInt(L.defaultMaxLagUs));
   });
 
   test("parameters the guest would reject are rejected here", () => {
@@ -62,8 +137,14 @@ describe("bootblock image", () => {
     expect(() => patchBootblockImage(image, { rangeEnd: 8 * MiB, pageSpin: -1 })).toThrow(
       /pageSpin/,
     );
+    expect(() =>
+      patchBootblockImage(image, { rangeEnd: 8 * MiB, dirtyRatePagesPerSecond: 1.5 }),
+    ).toThrow(/dirtyRatePagesPerSecond/);
+    expect(() => patchBootblockImage(image, { rangeEnd: 8 * MiB, maxLagUs: -5 })).toThrow(
+      /maxLagUs/,
+    );
     expect(() => patchBootblockImage(new Uint8Array(L.imageSize), { rangeEnd: 8 * MiB })).toThrow(
-      /no v1 parameter block/,
+      /no v2 parameter block/,
     );
   });
 
@@ -88,6 +169,7 @@ describe("bootblock image", () => {
       restarts: 1,
     });
     expect(parseBootblockSerial("MIGT:EPARAM\n").error).toBe("MIGT:EPARAM");
+    expect(parseBootblockSerial("MIGT:ECALIB\n").error).toBe("MIGT:ECALIB");
   });
 });
 

@@ -1,7 +1,9 @@
 // The default migration guest: images/bootblock.bin, a 64 KiB x86 program that dirties one byte
-// of every 4 KiB page of a guest-physical range, pass after pass (source: images/bootblock/).
+// of every 4 KiB page of a guest-physical range, pass after pass, paced in pages per second
+// against its TSC (calibrated on the PIT at boot); source: images/bootblock/.
 // This module patches its parameter block, says how to boot it and reads its serial markers.
-// The memory it leaves behind is verified by ram-check.ts.
+// Its live progress is read by progress.ts; the memory it leaves behind is verified by
+// ram-check.ts.
 
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -14,7 +16,7 @@ export const BOOTBLOCK_LAYOUT = {
   paramBlockOffset: 0x200,
   paramBlockAddress: 0x7e00,
   paramMagic: "MIGTPARM",
-  paramVersion: 1,
+  paramVersion: 2,
   /** Offsets inside the parameter block; all values are little-endian. */
   paramFields: {
     magic: 0x00, // 8 bytes
@@ -24,12 +26,32 @@ export const BOOTBLOCK_LAYOUT = {
     rangeEnd: 0x18, // u64
     pageSpin: 0x20, // u64
     passSpin: 0x28, // u64
+    dirtyRatePagesPerSecond: 0x30, // u64, 0: unpaced
+    maxLagUs: 0x38, // u64
   },
-  paramBlockSize: 0x30,
-  /** Status block in guest RAM, written by the guest: magic, then the u64 pass counter. */
+  paramBlockSize: 0x40,
+  /** Status block in guest RAM, written by the guest (u64 fields, little-endian). */
   statusAddress: 0x7000,
   statusMagic: "MIGTSTAT",
+  statusVersion: 2,
+  /** Offsets inside the status block. */
+  statusFields: {
+    magic: 0x00, // 8 bytes
+    passCounter: 0x08, // incremented once after every pass
+    pagesWritten: 0x10, // since the start marker, incremented after every page write
+    progressTsc: 0x18, // TSC at the last page write
+    tscHz: 0x20, // measured against the PIT before the start marker
+    pagesPerSecond: 0x28, // the asked rate, copied from the parameters
+    scheduleRestarts: 0x30, // times the guest was too late to catch up and restarted its schedule
+    calibrationSpreadPpm: 0x38, // (max - min) / median of the PIT rounds
+    version: 0x40, // u32
+  },
+  statusSize: 0x48,
   passCounterAddress: 0x7008,
+  /** TSC calibration: `rounds` windows of `latch` PIT ticks, the median kept. */
+  calibration: { pitHz: 1_193_182, latch: 23_864, rounds: 3 },
+  /** Lag behind the pacing schedule still made up by writing faster; beyond it, no burst. */
+  defaultMaxLagUs: 16_000,
   pageSize: 4096,
   /** Byte 0 of every page is the pass byte; bytes 8..15 hold the page's own address (u64 LE). */
   passByteOffset: 0,
@@ -44,6 +66,7 @@ export const BOOTBLOCK_LAYOUT = {
     pass: "B",
     badParams: "MIGT:EPARAM\n",
     diskError: "MIGT:EDISK\n",
+    calibrationError: "MIGT:ECALIB\n",
   },
 } as const;
 
@@ -57,9 +80,13 @@ export interface BootblockParams {
   rangeStart?: number;
   /** End of the range (exclusive), guest-physical. Page aligned, <= 4 GiB, inside guest RAM. */
   rangeEnd: number;
-  /** Busy-loop iterations after every page write: 0 dirties as fast as the vCPU can. */
+  /** Pages dirtied per second, paced on the TSC; 0 (default) dirties as fast as the vCPU can. */
+  dirtyRatePagesPerSecond?: number;
+  /** Lag behind the pacing schedule still made up, in microseconds (default 16 ms). */
+  maxLagUs?: number;
+  /** Raw knob: busy-loop iterations after every page write, on top of any pacing. */
   pageSpin?: number;
-  /** Busy-loop iterations after every pass (after its marker). */
+  /** Raw knob: busy-loop iterations after every pass (after its marker). */
   passSpin?: number;
 }
 
@@ -75,6 +102,8 @@ export function validateBootblockParams(params: BootblockParams): Required<Bootb
   const p = {
     rangeStart: params.rangeStart ?? L.defaultRangeStart,
     rangeEnd: params.rangeEnd,
+    dirtyRatePagesPerSecond: params.dirtyRatePagesPerSecond ?? 0,
+    maxLagUs: params.maxLagUs ?? L.defaultMaxLagUs,
     pageSpin: params.pageSpin ?? 0,
     passSpin: params.passSpin ?? 0,
   };
@@ -120,6 +149,8 @@ export function patchBootblockImage(image: Uint8Array, params: BootblockParams):
   view.setBigUint64(L.paramFields.rangeEnd, BigInt(p.rangeEnd), true);
   view.setBigUint64(L.paramFields.pageSpin, BigInt(p.pageSpin), true);
   view.setBigUint64(L.paramFields.passSpin, BigInt(p.passSpin), true);
+  view.setBigUint64(L.paramFields.dirtyRatePagesPerSecond, BigInt(p.dirtyRatePagesPerSecond), true);
+  view.setBigUint64(L.paramFields.maxLagUs, BigInt(p.maxLagUs), true);
 }
 
 /** Copy the bootblock image to `destPath` with `params` patched in. */
@@ -152,7 +183,7 @@ export interface BootblockSerialState {
   passes: number;
   /** Start markers beyond the first: the guest was reset and booted again. */
   restarts: number;
-  /** A guest-side error message (bad parameters, disk read failure). */
+  /** A guest-side error message (bad parameters, disk read failure, no PIT to calibrate on). */
   error?: string;
 }
 
@@ -167,7 +198,7 @@ export function parseBootblockSerial(text: string): BootblockSerialState {
     passes: after.split(markers.pass).length - 1,
     restarts: Math.max(0, starts - 1),
   };
-  for (const message of [markers.badParams, markers.diskError]) {
+  for (const message of [markers.badParams, markers.diskError, markers.calibrationError]) {
     if (text.includes(message)) state.error = message.trim();
   }
   return state;

@@ -1,4 +1,4 @@
-// Verifies guest RAM left behind by the bootblock guest (guest-bootblock.ts) after a migration.
+// Verifies guest RAM left behind by the bootblock guest (bootblock.ts) after a migration.
 // Pure logic over bytes plus one file reader; talks to no QEMU.
 //
 // What the guest guarantees, for every page P of [rangeStart, rangeEnd):

@@ -15,8 +15,8 @@
  * Guest-physical memory map (all below the 1 MiB default range start):
  *   0x1000  PML4, 0x2000 PDPT, 0x3000..0x6fff four PDs: identity map of 0..4 GiB
  *           with 2 MiB pages, user-accessible
- *   0x7000  status block: "MIGTSTAT" magic, then the u64 pass counter at 0x7008
- *   0x7c00  image low part (boot sector, then parameter block at 0x7e00, then code)
+ *   0x7000  status block (layout below), written by the guest, read by the harness
+ *   0x7c00  image low part (boot sector, parameter block at 0x7e00, code from 0x8000)
  *   0x7c00  stack top (grows down into the 0x7000 page)
  *
  * Page contents after the init pass, for every page P of [start, end):
@@ -25,8 +25,27 @@
  *   bytes P+8..P+15: P as a little-endian u64 (catches pages landing at the wrong address)
  *   bytes P+16..P+4095: zero
  *
+ * Status block at 0x7000 (every field little-endian, naturally aligned, so a reader
+ * of the running guest's RAM never sees a half-written field on x86):
+ *   +0x00  "MIGTSTAT"
+ *   +0x08  u64 pass counter (incremented once after every pass)
+ *   +0x10  u64 pages written since the start marker (incremented after every page write)
+ *   +0x18  u64 TSC at the last page write
+ *   +0x20  u64 TSC frequency in Hz, measured against the PIT before the init pass
+ *   +0x28  u64 asked dirty rate in pages per second (0: unpaced)
+ *   +0x30  u64 schedule restarts: times the guest fell more than max-lag behind its
+ *          schedule (vCPU stopped, host busy) and restarted it instead of bursting
+ *   +0x38  u64 calibration spread: (max - min) / median of the PIT rounds, in ppm
+ *   +0x40  u32 status layout version (2)
+ *
  * The dirtying loop runs at CPL3 with IOPL=3: under a software hypervisor ring-0 code
  * is emulated, ring-3 code runs natively, and IOPL=3 keeps the serial port usable.
+ * RDTSC is allowed at CPL3 (CR4.TSD clear), so pacing costs no exit.
+ *
+ * Pacing (pages per second r > 0, TSC frequency f): page n after the schedule base b
+ * is written no earlier than TSC b + n * f / r. The schedule is absolute, so waiting
+ * errors do not add up; a guest up to max-lag late catches up, beyond that the base
+ * moves to now, so a vCPU that was stopped (migration downtime, `stop`) never bursts.
  */
 
 	.set PML4,		0x1000
@@ -34,12 +53,29 @@
 	.set PD0,		0x3000
 	.set STATUS,		0x7000
 	.set PASS_COUNTER,	0x7008
+	.set PAGES_WRITTEN,	0x7010
+	.set PROGRESS_TSC,	0x7018
+	.set TSC_HZ,		0x7020
+	.set ASKED_RATE,	0x7028
+	.set SCHED_RESTARTS,	0x7030
+	.set CAL_SPREAD,	0x7038
+	.set STATUS_VERSION,	0x7040
+	.set STATUS_SIZE,	0x48
 	.set STACK_TOP,		0x7c00
 	.set LOAD_ADDR,		0x7c00
+	.set PARAMS_ADDR,	0x7e00
 	.set COM1,		0x3f8
 	.set PAGE_SIZE,		4096
 	.set MIN_RANGE_START,	0x100000
 	.set MAX_RANGE_END,	0x100000000
+
+	/* PIT channel 2, gated through port 0x61, calibrates the TSC (as Linux does). */
+	.set PIT_HZ,		1193182
+	.set PIT_CTRL,		0x43
+	.set PIT_CH2,		0x42
+	.set PORT_B,		0x61
+	.set CAL_LATCH,		23864	/* PIT ticks per round: 20 ms */
+	.set CAL_POLL_LIMIT,	0x1000000	/* OUT2 polls before giving up: 16 M exits, far beyond 20 ms */
 
 	.set SEL_CODE32,	0x08
 	.set SEL_DATA,		0x10
@@ -90,12 +126,12 @@ msg_disk_error:
 	.byte	0x55, 0xaa
 
 /* ---------------------------------------------------------------- parameter block */
-/* Image offset 0x200, guest-physical 0x7e00. Patched by the harness; layout is v1. */
+/* Image offset 0x200, guest-physical 0x7e00. Patched by the harness; layout is v2. */
 	.section .params, "a"
 	.globl params
 params:
 	.ascii	"MIGTPARM"		/* +0x00 magic */
-	.long	1			/* +0x08 layout version */
+	.long	2			/* +0x08 layout version */
 	.long	params_end - params	/* +0x0c size of this block */
 param_range_start:
 	.quad	0x100000		/* +0x10 range start (4 KiB aligned, >= 1 MiB) */
@@ -105,6 +141,10 @@ param_page_spin:
 	.quad	0			/* +0x20 spin iterations after every page write */
 param_pass_spin:
 	.quad	0			/* +0x28 spin iterations after every pass */
+param_pages_per_second:
+	.quad	0			/* +0x30 dirty rate in pages/s; 0: as fast as the vCPU can */
+param_max_lag_us:
+	.quad	16000			/* +0x38 lag behind the schedule still made up, in us */
 params_end:
 
 /* ---------------------------------------------------------------- ring-0 setup */
@@ -155,11 +195,24 @@ protected32:
 	cmpl	$(PD0 + 0x4000), %edi
 	jb	1b
 
-	/* Status block: magic, pass counter 0. */
+	/* Status block: all zero (firmware leftovers), then the magic. */
+	movl	$STATUS, %edi
+	xorl	%eax, %eax
+	movl	$(STATUS_SIZE / 4), %ecx
+	rep stosl
 	movl	$0x5447494d, STATUS	/* "MIGT" */
 	movl	$0x54415453, STATUS + 4	/* "STAT" */
-	movl	$0, PASS_COUNTER
-	movl	$0, PASS_COUNTER + 4
+	movl	$2, STATUS_VERSION
+
+	/*
+	 * The disk path ran the boot sector in the status page. Rewriting those bytes onto
+	 * themselves drops TCG's translations of them, so the page stops being a code page
+	 * whose every write (pages-written, once per page) takes the slow path.
+	 */
+	movl	$LOAD_ADDR, %esi
+	movl	%esi, %edi
+	movl	$(PARAMS_ADDR - LOAD_ADDR), %ecx
+	rep movsb
 
 	movl	$PML4, %eax
 	movl	%eax, %cr3
@@ -195,6 +248,50 @@ long64:
 	cmpq	%rax, %r9
 	ja	bad_params
 
+	/* TSC frequency: median of three PIT rounds (a preempted round is an outlier). */
+	call	pit_round
+	jc	bad_calibration
+	movq	%rax, %r12
+	call	pit_round
+	jc	bad_calibration
+	movq	%rax, %r13
+	call	pit_round
+	jc	bad_calibration
+	movq	%rax, %r14
+	cmpq	%r13, %r12		/* sort r12 <= r13 <= r14 */
+	jbe	1f
+	xchgq	%r12, %r13
+1:	cmpq	%r14, %r13
+	jbe	2f
+	xchgq	%r13, %r14
+2:	cmpq	%r13, %r12
+	jbe	3f
+	xchgq	%r12, %r13
+3:	testq	%r13, %r13
+	jz	bad_calibration
+	movq	%r14, %rax		/* spread in ppm: (max - min) * 1e6 / median */
+	subq	%r12, %rax
+	movl	$1000000, %ecx
+	mulq	%rcx
+	divq	%r13
+	movq	%rax, CAL_SPREAD
+	movq	%r13, %rax		/* Hz = median TSC ticks * PIT_HZ / CAL_LATCH */
+	movl	$PIT_HZ, %ecx
+	mulq	%rcx
+	movl	$CAL_LATCH, %ecx
+	divq	%rcx
+	movq	%rax, %r14
+	movq	%r14, TSC_HZ
+
+	/* Pacing: r15 = pages per second, rbp = the lag still made up, in TSC ticks. */
+	movq	param_pages_per_second, %r15
+	movq	%r15, ASKED_RATE
+	movq	param_max_lag_us, %rax
+	mulq	%r14
+	movl	$1000000, %ecx
+	divq	%rcx
+	movq	%rax, %rbp
+
 	/* Drop to ring 3 with IOPL=3 and interrupts off. */
 	pushq	$(SEL_UDATA | 3)
 	pushq	$STACK_TOP
@@ -205,9 +302,48 @@ long64:
 
 bad_params:
 	leaq	msg_bad_params, %rsi
+	jmp	stop_with_message
+bad_calibration:
+	leaq	msg_bad_calibration, %rsi
+stop_with_message:
 	call	print
 1:	hlt
 	jmp	1b
+
+/*
+ * pit_round: RAX = TSC ticks while PIT channel 2 counts CAL_LATCH ticks in mode 0
+ * (OUT2, port 0x61 bit 5, goes high at terminal count). CF set if OUT2 never rises.
+ * Clobbers RCX, RDX, RSI.
+ */
+pit_round:
+	inb	$PORT_B, %al
+	andb	$0xfc, %al		/* bit 1 = 0: speaker off */
+	orb	$0x01, %al		/* bit 0 = 1: channel 2 gate open */
+	outb	%al, $PORT_B
+	movb	$0xb0, %al		/* channel 2, lobyte/hibyte, mode 0, binary */
+	outb	%al, $PIT_CTRL
+	movb	$(CAL_LATCH & 0xff), %al
+	outb	%al, $PIT_CH2
+	movb	$(CAL_LATCH >> 8), %al
+	outb	%al, $PIT_CH2		/* counting starts with this write */
+	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, %rsi
+	movl	$CAL_POLL_LIMIT, %ecx
+1:	inb	$PORT_B, %al
+	testb	$0x20, %al
+	jnz	2f
+	decl	%ecx
+	jnz	1b
+	stc
+	ret
+2:	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	subq	%rsi, %rax
+	clc
+	ret
 
 /* print: NUL-terminated string at RSI to COM1. Clobbers RAX, RDX, RSI. */
 print:
@@ -220,7 +356,11 @@ print:
 2:	ret
 
 /* ---------------------------------------------------------------- ring-3 loop */
-/* r8 = range start, r9 = range end, r10 = page spin, r11 = pass spin. */
+/*
+ * r8 = range start, r9 = range end, r10 = page spin, r11 = pass spin,
+ * r12 = schedule base (TSC), r13 = pages written since the base, r14 = TSC Hz,
+ * r15 = pages per second (0: unpaced), rbp = max lag in TSC ticks.
+ */
 user_start:
 	/* Init pass: whole page zero, then the page's own address at +8. */
 	movq	%r8, %rbx
@@ -234,11 +374,40 @@ user_start:
 	jb	1b
 	leaq	msg_start, %rsi
 	call	print
+	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, %r12
+	xorl	%r13d, %r13d
 
 pass:
 	movq	%r8, %rdi
 page:
+	testq	%r15, %r15
+	jz	write
+	movq	%r13, %rax		/* this page's slot: base + n * f / r */
+	mulq	%r14
+	divq	%r15
+	leaq	(%rax,%r12), %rbx
+1:	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, %rdx
+	subq	%rbx, %rdx		/* now - slot */
+	js	1b			/* early: wait */
+	cmpq	%rbp, %rdx
+	jbe	2f
+	movq	%rax, %r12		/* too late to catch up: the schedule restarts now */
+	xorl	%r13d, %r13d
+	incq	SCHED_RESTARTS
+2:	incq	%r13
+write:
 	incb	(%rdi)
+	incq	PAGES_WRITTEN		/* after the write: never counts a page not yet dirtied */
+	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, PROGRESS_TSC
 	movq	%r10, %rcx
 	testq	%rcx, %rcx
 	jz	2f
@@ -276,6 +445,8 @@ msg_start:
 	.asciz	"MIGT:START\n"
 msg_bad_params:
 	.asciz	"MIGT:EPARAM\n"
+msg_bad_calibration:
+	.asciz	"MIGT:ECALIB\n"
 
 /* ---------------------------------------------------------------- reset vector */
 /*
