@@ -67,6 +67,19 @@ export function integer(flag: string, value: string | undefined): number | undef
   return Number(value);
 }
 
+/** A non-negative decimal flag ("32", "0.5"; not "1e3", "-1", "NaN"), e.g. a rate in `unit`. */
+export function nonNegativeNumber(
+  flag: string,
+  value: string | undefined,
+  unit: string,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(value)) {
+    throw new UsageError(`${flag} takes a non-negative number of ${unit}, not "${value}"`);
+  }
+  return Number(value);
+}
+
 /** "name=value" pairs; value parsed as JSON when it is a number, boolean or quoted string. */
 export function keyValues(flag: string, items: string[] | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};

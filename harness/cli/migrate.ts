@@ -4,6 +4,7 @@
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { DEFAULT_DIRTY_RATE_MIBPS, dirtyRatePagesPerSecond } from "../guest/dirty-rate.ts";
 import {
   MigrationPair,
   type MigrationResult,
@@ -26,6 +27,7 @@ import {
   capabilities,
   integer,
   keyValues,
+  nonNegativeNumber,
   type OptionSpec,
   oneOf,
   parseFlags,
@@ -52,6 +54,7 @@ export const migrateOptions = {
   parameter: { type: "string", multiple: true },
   "max-bandwidth": { type: "string" },
   "downtime-limit": { type: "string" },
+  "dirty-rate": { type: "string" },
   "page-spin": { type: "string" },
   "timeout-s": { type: "string" },
   results: { type: "string" },
@@ -79,8 +82,11 @@ expected downtime), then both sides' final query-migrate and info migrate and th
   --parameter NAME=VALUE      set a migration parameter on both sides (repeatable)
   --max-bandwidth BYTES       source max-bandwidth in bytes/s (slow it down to watch it)
   --downtime-limit MS         downtime-limit on both sides
-  --page-spin N               bootblock: busy-loop iterations after each page write (default 20000;
+  --dirty-rate MiB/s          bootblock: MiB of 4 KiB pages dirtied per second, paced on the
+                              guest's TSC so the same under TCG and KVM (default ${DEFAULT_DIRTY_RATE_MIBPS};
                               0 dirties as fast as the vCPU can, which may never converge)
+  --page-spin N               bootblock, raw knob: busy-loop iterations after each page write,
+                              on top of the pacing (default 0)
   --timeout-s N               give up waiting for completion after N s (default 120)
   --results DIR               save the run (DIR/runs/<name>.json) and its HTML report
                               (DIR/reports/<name>.html); default $QEMU_MIGTEST_RESULTS if set
@@ -102,6 +108,8 @@ export interface MigrateSettings {
   capabilities: Record<string, boolean>;
   parameters: MigrationParameters;
   sourceParameters: MigrationParameters;
+  /** Boot-block guest's dirty rate in MiB/s (0: unpaced). */
+  dirtyRateMiBps: number;
   pageSpin: number;
   timeoutMs: number;
   resultsDir?: string;
@@ -137,13 +145,25 @@ export function migrateSettings(
     capabilities: capabilities(v.capability),
     parameters,
     sourceParameters: bandwidth === undefined ? {} : { "max-bandwidth": bandwidth },
-    pageSpin: integer("--page-spin", v["page-spin"]) ?? 20000,
+    dirtyRateMiBps: dirtyRateFlag(v["dirty-rate"]),
+    pageSpin: integer("--page-spin", v["page-spin"]) ?? 0,
     timeoutMs: (integer("--timeout-s", v["timeout-s"]) ?? 120) * 1000,
     ...((v.results ?? env.QEMU_MIGTEST_RESULTS)
       ? { resultsDir: v.results ?? env.QEMU_MIGTEST_RESULTS }
       : {}),
     progress: oneOf("--progress", v.progress, ["auto", "tty", "plain", "none"] as const, "auto"),
   };
+}
+
+/** --dirty-rate in MiB/s; a rate the guest cannot be given (below a page/s, above 1 TiB/s) too. */
+function dirtyRateFlag(value: string | undefined): number {
+  const rate = nonNegativeNumber("--dirty-rate", value, "MiB/s") ?? DEFAULT_DIRTY_RATE_MIBPS;
+  try {
+    dirtyRatePagesPerSecond(rate);
+  } catch (error) {
+    throw new UsageError(`--dirty-rate: ${(error as Error).message}`);
+  }
+  return rate;
 }
 
 /** The dirtied range for a guest of `memoryMiB`: from 1 MiB, about 78% of RAM (100 of 128 MiB). */
@@ -184,7 +204,12 @@ export async function runMigrate(
     ...(settings.machineType ? { machineType: settings.machineType } : {}),
     guest:
       settings.guest === "bootblock"
-        ? { kind: "bootblock", rangeEndMiB: range.rangeEnd / MiB, pageSpin: settings.pageSpin }
+        ? {
+            kind: "bootblock",
+            rangeEndMiB: range.rangeEnd / MiB,
+            dirtyRateMiBps: settings.dirtyRateMiBps,
+            pageSpin: settings.pageSpin,
+          }
         : { kind: "none" },
     capabilities: settings.capabilities,
     parameters: settings.parameters,
@@ -202,7 +227,13 @@ export async function runMigrate(
   const extraOptions = {
     guest: settings.guest,
     ...(settings.guest === "bootblock"
-      ? { bootblock: { ...range, pageSpin: settings.pageSpin } }
+      ? {
+          bootblock: {
+            ...range,
+            dirtyRateMiBps: settings.dirtyRateMiBps,
+            pageSpin: settings.pageSpin,
+          },
+        }
       : {}),
   };
   pair = await MigrationPair.launch(options);
