@@ -15,8 +15,9 @@ import { gzipSync } from "node:zlib";
 import { MigrationPair } from "../harness/migration/pair.ts";
 import { Machine } from "../harness/qemu/machine.ts";
 import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp/schema-trim.ts";
+import { KiB } from "../harness/util/units.ts";
 
-const MAX_GZ_BYTES = 100 * 1024;
+const MAX_GZ_BYTES = 100 * KiB;
 
 /** An idle guest migrated over a unix socket, slowly; what query-migrate said on each side. */
 async function captureMigration(qemu: string): Promise<Record<string, unknown>> {
@@ -27,7 +28,7 @@ async function captureMigration(qemu: string): Promise<Record<string, unknown>> 
     guest: { kind: "none" },
     transport: "unix",
     // Slow enough that at least one 'active' sample is seen.
-    source: { parameters: { "max-bandwidth": 512 * 1024 } },
+    source: { parameters: { "max-bandwidth": 512 * KiB } },
   });
   const out: Record<string, unknown> = {};
   try {

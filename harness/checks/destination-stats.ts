@@ -8,7 +8,7 @@ import { SOURCE_ONLY_RAM_STATS } from "../qmp/migration-features.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
 
 /** Members the patch fills on the destination. */
-export const DESTINATION_RAM_MEMBERS = [
+const DESTINATION_RAM_MEMBERS = [
   "total",
   "remaining",
   "page-size",

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
+import { MiB } from "../util/units.ts";
 import { detectStall, type PassSample } from "./stall-detector.ts";
 
-const MiB = 1 << 20;
 const s = (pass: number, remaining: number, ramRemaining?: number): PassSample => ({
   pass,
   remaining,

@@ -4,6 +4,7 @@
 // blind spot (it empties before the dirty-bitmap sync refills it) and are not counted as progress.
 
 import type { Timeline } from "../migration/timeline.ts";
+import { MiB } from "../util/units.ts";
 
 export interface PassSample {
   /** MIGRATION_PASS `pass` (the dirty-sync count). */
@@ -33,7 +34,7 @@ export function detectStall(
   const { passes } = options;
   const ratio = options.minDecreaseRatio ?? 0.25;
   // A 0 while RAM still has more than this dirty is the blind spot; a few pages left is real.
-  const stale = options.staleZeroBytes ?? 1024 * 1024;
+  const stale = options.staleZeroBytes ?? MiB;
   const samples = all.filter((s) => !(s.remaining === 0 && (s.ramRemaining ?? 0) > stale));
   if (samples.length <= passes) {
     return {

@@ -23,7 +23,7 @@ export const abOptions = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-export const abUsage = `usage: qemu-migtest ab --base <tree|version> --patch FILE [--patch FILE]... [options]
+const abUsage = `usage: qemu-migtest ab --base <tree|version> --patch FILE [--patch FILE]... [options]
 
 Builds qemu-system-x86_64 twice with scripts/build-qemu, from the same source: the base as it
 is, and the base with the patches; runs the same migration scenario on both (bootblock guest,
@@ -50,7 +50,7 @@ Exit status: 0 when the patched build passes every check, 1 when it fails one (t
 which side, phase, snapshot and values disagree) or a build fails, 2 for a bad flag.`;
 
 /** Run \`qemu-migtest ab\`; resolves with the exit status. */
-export async function runAbCommand(argv: string[]): Promise<number> {
+async function runAbCommand(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags("qemu-migtest ab", argv, abOptions);
   if (v.help) {
     console.log(abUsage);

@@ -1,11 +1,11 @@
 import { describe, expect, test } from "vitest";
 import { sampleRun } from "../report/fixture.ts";
+import { MiB } from "../util/units.ts";
 import { capabilities, keyValues, parseFlags, UsageError } from "./args.ts";
 import { formatBytes, progressLine, runSummary, table } from "./format.ts";
 import { migrateOptions, migrateSettings } from "./migrate.ts";
 import { Progress } from "./progress.ts";
 
-const MiB = 1024 * 1024;
 const ram = {
   transferred: 300 * MiB,
   remaining: 12.5 * MiB,

@@ -11,6 +11,7 @@ import { Machine } from "../qemu/machine.ts";
 import { HOST_QEMU_COMMAND, installedMatrix, resolveQemuBinary } from "../qemu/matrix.ts";
 import { migrationFeatures } from "../qmp/migration-features.ts";
 import type { MigrationCapabilityStatus, MigrationParameters } from "../qmp/qapi.ts";
+import { MiB } from "../util/units.ts";
 import { vfioConfigFromEnv } from "../vfio/config.ts";
 import { probeVfioHost } from "../vfio/probe.ts";
 import { type OptionSpec, parseFlags } from "./args.ts";
@@ -22,7 +23,7 @@ export const probeOptions = {
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionSpec;
 
-export const probeUsage = `usage: qemu-migtest probe [--binary SPEC]... [--json]
+const probeUsage = `usage: qemu-migtest probe [--binary SPEC]... [--json]
 
 The host (KVM, VFIO, /dev/shm) and each QEMU binary: version, accelerators, whether KVM is
 usable with it, migration capabilities and parameters (with defaults), and schema features
@@ -65,14 +66,14 @@ export interface BinaryProbe {
 
 function vfioReadiness(): { ready: boolean; reason: string } {
   try {
-    const r = probeVfioHost(vfioConfigFromEnv(), { guestRamBytes: 128 * 2 ** 20 });
+    const r = probeVfioHost(vfioConfigFromEnv(), { guestRamBytes: 128 * MiB });
     return { ready: r.ready, reason: r.reason };
   } catch (error) {
     return { ready: false, reason: (error as Error).message };
   }
 }
 
-export function probeHost(): HostProbe {
+function probeHost(): HostProbe {
   return {
     kernel: release(),
     cpus: cpus().length,
@@ -84,7 +85,7 @@ export function probeHost(): HostProbe {
   };
 }
 
-export async function probeBinary(spec: string, kvm: KvmStatus): Promise<BinaryProbe> {
+async function probeBinary(spec: string, kvm: KvmStatus): Promise<BinaryProbe> {
   const resolved = await resolveQemuBinary(spec);
   const info = await probeQemuBinary(resolved.path);
   const probe: BinaryProbe = {
@@ -153,7 +154,7 @@ async function defaultSpecs(): Promise<string[]> {
 
 const yesNo = (b: boolean | undefined) => (b === undefined ? "?" : b ? "yes" : "no");
 
-export function formatProbe(host: HostProbe, binaries: BinaryProbe[]): string {
+function formatProbe(host: HostProbe, binaries: BinaryProbe[]): string {
   const out: string[] = [];
   out.push(
     table([

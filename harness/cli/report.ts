@@ -12,7 +12,7 @@ export const reportOptions = {
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionSpec;
 
-export const reportUsage = `usage: qemu-migtest report RUN.json [-o REPORT.html] [--text]
+const reportUsage = `usage: qemu-migtest report RUN.json [-o REPORT.html] [--text]
 
 Renders one self-contained HTML file (charts drawn by an inlined uPlot; nothing is fetched when
 it is viewed) from a run saved by \`qemu-migtest migrate --results DIR\` or by the suites with

@@ -22,7 +22,7 @@ export const testOptions = {
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionSpec;
 
-export const testUsage = `usage: qemu-migtest test [options] [-- vitest options]
+const testUsage = `usage: qemu-migtest test [options] [-- vitest options]
 
 Runs the vitest suites (vitest run), one migration pair at a time.
 
@@ -49,7 +49,7 @@ interface TagInfo {
 }
 
 /** Suites by name: suites/<name>.test.ts. */
-export function listSuites(repo = REPO): string[] {
+function listSuites(repo = REPO): string[] {
   return readdirSync(join(repo, "suites"))
     .filter((f) => f.endsWith(".test.ts"))
     .map((f) => f.slice(0, -".test.ts".length))
@@ -57,7 +57,7 @@ export function listSuites(repo = REPO): string[] {
 }
 
 /** The tags vitest.config.ts defines (vitest refuses any other). */
-export async function listTags(): Promise<TagInfo[]> {
+async function listTags(): Promise<TagInfo[]> {
   const config = (await import("../../vitest.config.ts")).default as {
     test?: { tags?: TagInfo[] };
   };
@@ -75,9 +75,7 @@ export interface VitestInvocation {
 }
 
 /** Turn the flags into vitest's arguments and environment. */
-export async function vitestInvocation(
-  argv: string[],
-): Promise<VitestInvocation | "help" | "list"> {
+async function vitestInvocation(argv: string[]): Promise<VitestInvocation | "help" | "list"> {
   const dash = argv.indexOf("--");
   const own = dash < 0 ? argv : argv.slice(0, dash);
   const passthrough = dash < 0 ? [] : argv.slice(dash + 1);

@@ -4,6 +4,7 @@ import {
   type InfoMigrateFixture,
   loadInfoMigrateFixtures,
 } from "../checks/info-migrate-fixture.ts";
+import { MiB } from "../util/units.ts";
 import { compareWithQmp } from "./compare-qmp.ts";
 import { detectInfoMigrateFormat, parseInfoMigrate } from "./info-migrate.ts";
 import type { HmpMigrationInfo } from "./migration-info.ts";
@@ -141,7 +142,7 @@ describe("mutated fixtures are caught", () => {
     const f = byName(`${versions[0]}-source-active.json`);
     const qmp = structuredClone(f.qmp);
     if (!qmp.ram) throw new Error("active fixture without ram");
-    qmp.ram.transferred += 10 * 1024 * 1024;
+    qmp.ram.transferred += 10 * MiB;
     const hmp = parseInfoMigrate(f.hmp);
     expect(compareWithQmp(hmp, qmp, { live: true })).toEqual([]);
     expect(

@@ -19,7 +19,7 @@ export interface BinaryUnderTest {
   accelReason: string;
 }
 
-export function accelRequestFromEnv(env: NodeJS.ProcessEnv = process.env): AccelRequest {
+function accelRequestFromEnv(env: NodeJS.ProcessEnv = process.env): AccelRequest {
   const a = env.QEMU_MIGTEST_ACCEL ?? "auto";
   if (a !== "auto" && a !== "kvm" && a !== "tcg") {
     throw new Error(`QEMU_MIGTEST_ACCEL must be auto, kvm or tcg, not "${a}"`);

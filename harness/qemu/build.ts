@@ -8,9 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 
-export const BUILD_QEMU_SCRIPT = fileURLToPath(
-  new URL("../../scripts/build-qemu", import.meta.url),
-);
+const BUILD_QEMU_SCRIPT = fileURLToPath(new URL("../../scripts/build-qemu", import.meta.url));
 
 /** Where the QEMU source comes from: Debian's source package, or a tree on disk. */
 export type QemuSource = { debian: string } | { tree: string };

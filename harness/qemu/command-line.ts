@@ -22,7 +22,7 @@ export function machineFiles(dir: string): MachineFiles {
   };
 }
 
-export const DEFAULT_MEMORY_MIB = 128;
+const DEFAULT_MEMORY_MIB = 128;
 
 export interface QemuArgsSpec {
   /** -name; also the first word of every message about this machine. */

@@ -15,7 +15,7 @@ interface MachineInfo {
 const cache = new Map<string, Promise<MachineInfo[]>>();
 
 /** Versioned types of a family that a binary offers, e.g. ["pc-i440fx-7.2", ...]. */
-export async function versionedMachineTypes(
+async function versionedMachineTypes(
   binary: string,
   family: MachineFamily,
   parentDir?: string,

@@ -6,7 +6,7 @@
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { basename, delimiter, join, resolve } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { execa } from "execa";
 
 export const MATRIX_NAMES = ["7.2", "10.0", "11.1"] as const;
@@ -39,7 +39,7 @@ export class QemuResolveError extends Error {
 const VERSION_TIMEOUT_MS = 15_000;
 const INSTALL_HINT = "scripts/install-qemu-matrix";
 
-export function isMatrixName(spec: string): spec is MatrixName {
+function isMatrixName(spec: string): spec is MatrixName {
   return (MATRIX_NAMES as readonly string[]).includes(spec);
 }
 
@@ -104,7 +104,7 @@ async function checkExecutable(path: string, spec: string): Promise<void> {
 }
 
 /** Runs `path -version` (bounded) and returns "major.minor.micro". */
-export async function qemuVersionOf(path: string, spec: string = path): Promise<string> {
+async function qemuVersionOf(path: string, spec: string = path): Promise<string> {
   const r = await execa(path, ["-version"], {
     timeout: VERSION_TIMEOUT_MS,
     reject: false,
@@ -259,25 +259,6 @@ export async function binariesFromEnv(env: NodeJS.ProcessEnv = process.env): Pro
   return installed.length > 0 ? installed.map((q) => q.name) : [HOST_QEMU_COMMAND];
 }
 
-/** binariesFromEnv, each resolved; the first bad spec fails with its reason. */
-export async function resolveBinariesFromEnv(
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<ResolvedQemu[]> {
-  const specs = await binariesFromEnv(env);
-  const resolved: ResolvedQemu[] = [];
-  for (const spec of specs) {
-    try {
-      resolved.push(await resolveQemuBinary(spec, env));
-    } catch (e) {
-      if (env.QEMU_MIGTEST_BINARIES && e instanceof QemuResolveError) {
-        throw new QemuResolveError(`QEMU_MIGTEST_BINARIES: ${e.message}`, spec);
-      }
-      throw e;
-    }
-  }
-  return resolved;
-}
-
 export interface CrossVersionSpecs {
   src: string;
   dst: string;
@@ -296,9 +277,4 @@ export function crossVersionFromEnv(
   if (!src && !dst) return undefined;
   const fallback = env.QTEST_QEMU_BINARY?.trim() || HOST_QEMU_COMMAND;
   return { src: src || fallback, dst: dst || fallback };
-}
-
-/** A label for test names: "7.2" for a matrix name, else "7.2 (basename)". */
-export function qemuLabel(q: ResolvedQemu): string {
-  return isMatrixName(q.spec) ? q.name : `${q.name} (${basename(q.path)})`;
 }

@@ -88,11 +88,6 @@ export function registered(): { children: Entry[]; paths: string[] } {
   return { children: [...children.values()], paths: [...paths] };
 }
 
-/** Kill every registered child and remove every registered path, now. */
-export function cleanupAll(): void {
-  killAllNow();
-}
-
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -109,7 +104,7 @@ export function isAlive(pid: number): boolean {
 }
 
 /** The command line of a live process, or undefined. */
-export function processCommandLine(pid: number): string[] | undefined {
+function processCommandLine(pid: number): string[] | undefined {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
   } catch {

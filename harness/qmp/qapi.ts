@@ -23,13 +23,6 @@ export type MigrationStatus =
   | "wait-unplug"
   | (string & {});
 
-/** States after which a migration attempt is over on that side. */
-export const FINAL_MIGRATION_STATUSES: readonly MigrationStatus[] = [
-  "completed",
-  "failed",
-  "cancelled",
-];
-
 /** MigrationStats (MigrationRAMStats in newer schemas): the `ram` member of MigrationInfo. */
 export interface MigrationStats {
   transferred: number;

@@ -11,8 +11,8 @@ import { execa } from "execa";
 import { PNG } from "pngjs";
 import type { ReportPageState } from "./html.ts";
 
-export const CHROMIUM = "/usr/bin/chromium";
-export const WINDOW = { width: 1280, height: 2000 };
+const CHROMIUM = "/usr/bin/chromium";
+const WINDOW = { width: 1280, height: 2000 };
 
 /** Why Chromium cannot be used here, or undefined when it can. */
 export function chromiumMissing(path = CHROMIUM): string | undefined {

@@ -4,9 +4,8 @@
 
 import type { TimelineEntry } from "../migration/timeline.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
+import { MiB } from "../util/units.ts";
 import { RUN_FORMAT, type RunRecord, type RunSide } from "./run-artefacts.ts";
-
-const MiB = 1024 * 1024;
 
 function ram(remaining: number, mbps: number, rate: number) {
   return {

@@ -1,8 +1,7 @@
 import { describe, expect, test } from "vitest";
+import { MiB } from "../util/units.ts";
 import { sampleRun } from "./fixture.ts";
 import { DEFAULT_DOWNTIME_LIMIT_MS, reportSeries } from "./series.ts";
-
-const MiB = 1024 * 1024;
 
 describe("reportSeries", () => {
   test("one point per source snapshot instant, in seconds, destination ignored", () => {

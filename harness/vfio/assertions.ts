@@ -189,7 +189,7 @@ export type PostcopyOutcome =
   | { kind: "completed" };
 
 /** The refusal QEMU 8.2+ gives `migrate` with postcopy-ram on and a VFIO device. */
-export const POSTCOPY_REFUSAL = /VFIO migration is not supported with postcopy migration/;
+const POSTCOPY_REFUSAL = /VFIO migration is not supported with postcopy migration/;
 
 /** Whether this QEMU refuses postcopy with VFIO (8.2+); older ones must not be tried. */
 export function refusesVfioPostcopy(version: { major: number; minor: number }): boolean {
