@@ -180,43 +180,25 @@ const VFIO_ROWS: InfoRow[] = [
   },
 ];
 
+/** An XBZRLE cache member: HMP prints all of them whenever QMP has the cache statistics. */
+const xbzrleRow = (
+  member: keyof XBZRLECacheStats,
+  hmp: (x: HmpXbzrleInfo) => ApproxBytes | number | undefined,
+  moving = true,
+): Row<HmpXbzrleInfo, XBZRLECacheStats> => ({
+  field: `xbzrle-cache.${member}`,
+  hmp,
+  qmp: (q) => q[member],
+  shown: () => true,
+  moving,
+});
+
 const XBZRLE_ROWS: Row<HmpXbzrleInfo, XBZRLECacheStats>[] = [
-  {
-    field: "xbzrle-cache.cache-size",
-    hmp: (x) => x.cacheSize,
-    qmp: (q) => q["cache-size"],
-    shown: () => true,
-    moving: false,
-  },
-  {
-    field: "xbzrle-cache.bytes",
-    hmp: (x) => x.transferred,
-    qmp: (q) => q.bytes,
-    shown: () => true,
-    moving: true,
-    bytes: true,
-  },
-  {
-    field: "xbzrle-cache.pages",
-    hmp: (x) => x.pages,
-    qmp: (q) => q.pages,
-    shown: () => true,
-    moving: true,
-  },
-  {
-    field: "xbzrle-cache.cache-miss",
-    hmp: (x) => x.cacheMiss,
-    qmp: (q) => q["cache-miss"],
-    shown: () => true,
-    moving: true,
-  },
-  {
-    field: "xbzrle-cache.overflow",
-    hmp: (x) => x.overflow,
-    qmp: (q) => q.overflow,
-    shown: () => true,
-    moving: true,
-  },
+  xbzrleRow("cache-size", (x) => x.cacheSize, false),
+  { ...xbzrleRow("bytes", (x) => x.transferred), bytes: true },
+  xbzrleRow("pages", (x) => x.pages),
+  xbzrleRow("cache-miss", (x) => x.cacheMiss),
+  xbzrleRow("overflow", (x) => x.overflow),
 ];
 
 /** A top-level number HMP prints (with `-a` when sectioned) whenever QMP has it. */

@@ -131,6 +131,9 @@ function checkValue(
   }
 }
 
+/** The JSON kinds a builtin other than "value" names; an unknown json-type matches nothing. */
+const WIRE_KINDS: readonly string[] = ["string", "boolean", "null", "number", "object", "array"];
+
 function checkBuiltin(
   jsonType: JSONType,
   value: unknown,
@@ -138,40 +141,14 @@ function checkBuiltin(
   expected: string,
   out: SchemaViolation[],
 ): void {
+  if (jsonType === "value") return;
   const kind = jsonKind(value);
-  let ok: boolean;
-  switch (jsonType) {
-    case "string":
-      ok = kind === "string";
-      break;
-    case "boolean":
-      ok = kind === "boolean";
-      break;
-    case "null":
-      ok = kind === "null";
-      break;
-    case "number":
-      ok = kind === "number";
-      break;
-    case "int":
-      if (kind === "number" && !Number.isInteger(value)) {
-        out.push({ path, problem: "not an integer", expected, actual: value });
-        return;
-      }
-      ok = kind === "number";
-      break;
-    case "object":
-      ok = kind === "object";
-      break;
-    case "array":
-      ok = kind === "array";
-      break;
-    case "value":
-      ok = true;
-      break;
-    default:
-      ok = false;
+  if (jsonType === "int" && kind === "number" && !Number.isInteger(value)) {
+    out.push({ path, problem: "not an integer", expected, actual: value });
+    return;
   }
+  const wire = jsonType === "int" ? "number" : jsonType;
+  const ok = WIRE_KINDS.includes(wire) && kind === wire;
   if (!ok) out.push({ path, problem: "wrong JSON type", expected, actual: value });
 }
 
