@@ -131,8 +131,8 @@ function checkValue(
   }
 }
 
-/** The JSON kinds a builtin other than "value" names; an unknown json-type matches nothing. */
-const WIRE_KINDS: readonly string[] = ["string", "boolean", "null", "number", "object", "array"];
+/** The JSON kinds on the wire: a `value` may be any of them; an unknown json-type is none. */
+const WIRE_KINDS: readonly string[] = ["string", "number", "boolean", "null", "object", "array"];
 
 function checkBuiltin(
   jsonType: JSONType,
@@ -207,20 +207,10 @@ function checkObject(
 function wireKinds(schema: QmpSchema, typeName: string): string[] {
   const t = schema.get(typeName);
   switch (t?.["meta-type"]) {
-    case "builtin":
-      switch (t["json-type"]) {
-        case "int":
-        case "number":
-          return ["number"];
-        case "string":
-          return ["string"];
-        case "boolean":
-          return ["boolean"];
-        case "value":
-          return ["string", "number", "boolean", "null", "object", "array"];
-        default:
-          return [t["json-type"]];
-      }
+    case "builtin": {
+      const j = t["json-type"];
+      return j === "value" ? [...WIRE_KINDS] : [j === "int" ? "number" : j];
+    }
     case "enum":
       return ["string"];
     case "array":
