@@ -4,7 +4,7 @@
 // harness's scenario against. Standalone: npx tsx scripts/bare-migration.ts [binary] [accel]
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -79,6 +79,11 @@ function launch(o: BareOptions, dir: string, name: string, image: string): Child
   return spawn(o.binary, args, { stdio: "ignore" });
 }
 
+function exitOf(c: ChildProcess): Promise<unknown> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => c.once("exit", r));
+}
+
 /** One bare migration, launch to quit; resolves with its wall time in ms. */
 export async function bareMigration(o: BareOptions): Promise<number> {
   const started = performance.now();
@@ -92,6 +97,11 @@ export async function bareMigration(o: BareOptions): Promise<number> {
       BareQmp.open(join(dir, "destination.qmp")),
       BareQmp.open(join(dir, "source.qmp")),
     ]);
+    // The same workload as the scenario's: migrate once the guest has filled its range.
+    const serial = join(dir, "source.serial");
+    while (!(existsSync(serial) && readFileSync(serial, "latin1").includes("MIGT:START"))) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const uri = `tcp:127.0.0.1:${await freeLoopbackPort()}`;
     await src.execute("migrate-set-parameters", {
       "max-bandwidth": 1024 * MiB,
@@ -105,10 +115,8 @@ export async function bareMigration(o: BareOptions): Promise<number> {
       if (info.status === "failed") throw new Error("bare migration failed");
       await new Promise((r) => setTimeout(r, 10));
     }
-    await Promise.all(
-      [src, dst].map((q) => q.execute("quit").catch(() => undefined)),
-    );
-    await Promise.all(children.map((c) => new Promise((r) => c.once("exit", r))));
+    await Promise.all([src, dst].map((q) => q.execute("quit").catch(() => undefined)));
+    await Promise.all(children.map(exitOf));
     src.close();
     dst.close();
     return performance.now() - started;

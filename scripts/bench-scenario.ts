@@ -5,8 +5,8 @@
 // medians and their ratio. A benchmark, not a test: it prints figures.
 
 import { integer, oneOf, parseFlags } from "../harness/cli/args.ts";
-import { runScenario } from "../harness/scenario/run.ts";
 import { resolveQemuBinary } from "../harness/qemu/matrix.ts";
+import { runScenario } from "../harness/scenario/run.ts";
 import { bareMigration } from "./bare-migration.ts";
 
 const MiB = 1024 * 1024;
@@ -45,7 +45,9 @@ export async function main(argv: string[]): Promise<number> {
     const problems = await pair.close();
     const a = performance.now() - t0;
     if (!result.ram?.check.ok || problems.length > 0) {
-      throw new Error(`scenario round ${i + 1}: ${result.ram?.check.summary} ${problems.join("; ")}`);
+      throw new Error(
+        `scenario round ${i + 1}: ${result.ram?.check.summary} ${problems.join("; ")}`,
+      );
     }
     const b = await bareMigration({
       binary,
@@ -65,8 +67,12 @@ export async function main(argv: string[]): Promise<number> {
   console.log(
     `\nQEMU ${binary} (${accel}), ${MEMORY_MIB} MiB guest dirtying ${rate} MiB/s, ${pairs} pairs A B A B:`,
   );
-  console.log(`  scenario (launch, migrate, liveness, RAM check, teardown)  median ${ms.toFixed(0)} ms`);
-  console.log(`  bare QMP script (launch, migrate, poll, quit)              median ${mb.toFixed(0)} ms`);
+  console.log(
+    `  scenario (launch, migrate, liveness, RAM check, teardown)  median ${ms.toFixed(0)} ms`,
+  );
+  console.log(
+    `  bare QMP script (launch, migrate, poll, quit)              median ${mb.toFixed(0)} ms`,
+  );
   console.log(`  ratio ${(ms / mb).toFixed(2)}x`);
   return 0;
 }

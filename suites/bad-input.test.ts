@@ -122,7 +122,10 @@ describe.each(binaries)("bad input to QEMU $label", (b) => {
     const known = new Set((await probe.queryCapabilities("source")).map((c) => c.capability));
     const lacking = (["switchover-ack", "block", "compress"] as const).find((c) => !known.has(c));
     if (!lacking) throw new Error(`QEMU ${b.version} has every capability this test can name`);
-    const scenario: Scenario = { guest: { kind: "none" }, capabilities: { both: { [lacking]: true } } };
+    const scenario: Scenario = {
+      guest: { kind: "none" },
+      capabilities: { both: { [lacking]: true } },
+    };
     const skipped = await runScenario(scenario, place, launchPair).catch((e) => e);
     expect(skipped).toBeInstanceOf(ScenarioUnsupported);
     expect(skipped.message).toBe(
@@ -132,7 +135,11 @@ describe.each(binaries)("bad input to QEMU $label", (b) => {
       (e) => e,
     );
     expect(failed).toBeInstanceOf(ScenarioError);
-    expect(failed.message).toMatch(new RegExp(`^required by this test: QEMU \\S+ \\(source\\) has no migration capability "${lacking}"`));
+    expect(failed.message).toMatch(
+      new RegExp(
+        `^required by this test: QEMU \\S+ \\(source\\) has no migration capability "${lacking}"`,
+      ),
+    );
   });
 
   test(`a QEMU that dies during a test fails it at teardown, unless the test declared it ${where(b)}`, async () => {

@@ -69,83 +69,91 @@ function skipReason(b: BinaryUnderTest): string | undefined {
 
 describe("Linux guest: live migration keeps the workload's memory", () => {
   for (const b of binaries) {
-    const reason = skipReason(b);
-    // The reason goes in the name: reporters list a skipped test's name, not its note.
-    const name = `a Linux guest dirtying ${WORKLOAD.mib} MiB at ${WORKLOAD.rateMiBps} MiB/s migrates with virtio-net and virtio-blk, and its memory verifies on the destination ${where(b)}${reason ? ` (skipped: ${reason})` : ""}`;
-    test.skipIf(reason)(
-      name,
-      async ({ launchPair, skip, annotate }) => {
-        if (!("image" in lookup)) return skip(lookup.reason);
-        const { image } = lookup;
-        // Short: the command sockets live here and must stay under 108 bytes.
-        const dir = mkdtempSync(join(inject("runDir"), "lx-"));
-        let control: WorkloadControl | undefined;
-        try {
-          // One disk for both sides: shared storage, as a migration without block copy expects.
-          const disk = join(dir, "disk.raw");
-          await createLinuxDisk(disk);
-          const netdev = await netdevFor(b.path);
-          const t0 = Date.now();
-          const pair = await launchPair({
-            binary: b.path,
-            accel: b.accel,
-            memoryMiB: MEMORY_MIB,
-            guestArgs: linuxGuestArgs({ image, workload: WORKLOAD, disk, netdev: netdev.netdev }),
-            source: { extraArgs: linuxControlArgs(join(dir, "src.sock")) },
-            destination: { extraArgs: linuxControlArgs(join(dir, "dst.sock")) },
-          });
+    describe(where(b), () => {
+      test.override({ qemu: b });
+      const reason = skipReason(b);
+      // The reason goes in the name: reporters list a skipped test's name, not its note.
+      const name = `a Linux guest dirtying ${WORKLOAD.mib} MiB at ${WORKLOAD.rateMiBps} MiB/s migrates with virtio-net and virtio-blk, and its memory verifies on the destination ${where(b)}${reason ? ` (skipped: ${reason})` : ""}`;
+      test.skipIf(reason)(
+        name,
+        async ({ scenario, skip, annotate }) => {
+          if (!("image" in lookup)) return skip(lookup.reason);
+          const { image } = lookup;
+          // Short: the command sockets live here and must stay under 108 bytes.
+          const dir = mkdtempSync(join(inject("runDir"), "lx-"));
+          let control: WorkloadControl | undefined;
+          try {
+            // One disk for both sides: shared storage, as a migration without block copy expects.
+            const disk = join(dir, "disk.raw");
+            await createLinuxDisk(disk);
+            const netdev = await netdevFor(b.path);
+            const t0 = Date.now();
+            let ready = { mib: 0, pages: 0 };
+            const { pair, result } = await scenario({
+              memoryMiB: MEMORY_MIB,
+              guestArgs: linuxGuestArgs({ image, workload: WORKLOAD, disk, netdev: netdev.netdev }),
+              qemuArgs: {
+                source: linuxControlArgs(join(dir, "src.sock")),
+                destination: linuxControlArgs(join(dir, "dst.sock")),
+              },
+              timeoutMs: 90_000,
+              hooks: {
+                beforeMigrate: async (p) => {
+                  p.phase = "guest-start";
+                  ready = await waitForWorkload(
+                    p.source,
+                    "the workload's ready line",
+                    (s) => s.ready,
+                    READY_TIMEOUT_MS,
+                  );
+                  // Dirtying is under way: a progress line beyond the initial fill.
+                  await waitForWorkload(
+                    p.source,
+                    "a progress line past the initial fill",
+                    (s) => ((s.writes ?? 0) > ready.pages ? s.writes : undefined),
+                    READY_TIMEOUT_MS,
+                  );
+                },
+              },
+            });
+            const bootMs = Date.now() - t0;
+            expect(ready.mib, "workload.mib the guest read from its command line").toBe(
+              WORKLOAD.mib,
+            );
+            const { devices } = parseWorkloadSerial(pair.source.serialText());
+            expect(devices?.net, "virtio-net in the guest (init's device line)").toBe("eth0");
+            expect(devices?.blk, "virtio-blk in the guest reads the disk's signature").toMatch(
+              new RegExp(`^vda:${LINUX_DISK_SIGNATURE}`),
+            );
+            expect(result.destination.vm.status, "destination run state").toBe("running");
 
-          pair.phase = "guest-start";
-          const ready = await waitForWorkload(
-            pair.source,
-            "the workload's ready line",
-            (s) => s.ready,
-            READY_TIMEOUT_MS,
-          );
-          const bootMs = Date.now() - t0;
-          expect(ready.mib, "workload.mib the guest read from its command line").toBe(WORKLOAD.mib);
-          const { devices } = parseWorkloadSerial(pair.source.serialText());
-          expect(devices?.net, "virtio-net in the guest (init's device line)").toBe("eth0");
-          expect(devices?.blk, "virtio-blk in the guest reads the disk's signature").toMatch(
-            new RegExp(`^vda:${LINUX_DISK_SIGNATURE}`),
-          );
-          // Dirtying is under way: a progress line beyond the initial fill.
-          await waitForWorkload(
-            pair.source,
-            "a progress line past the initial fill",
-            (s) => ((s.writes ?? 0) > ready.pages ? s.writes : undefined),
-            READY_TIMEOUT_MS,
-          );
+            pair.phase = "guest-verify";
+            control = await WorkloadControl.connect(join(dir, "dst.sock"));
+            const verdict = await verifyWorkload(pair.destination, control);
+            expect(verdict.pass, `destination workload verdict: ${verdict.line}`).toBe(true);
+            expect(
+              Number(verdict.fields.writes),
+              "the workload kept writing: its write count on the destination",
+            ).toBeGreaterThan(ready.pages);
 
-          const result = await pair.migrate({ timeoutMs: 90_000 });
-          expect(result.destination.vm.status, "destination run state").toBe("running");
+            // The check can fail: one flipped bit in one page must be found, and only there.
+            await control.send("corrupt 5");
+            const broken = await verifyWorkload(pair.destination, control);
+            expect(broken.pass, `verdict after corrupting page 5: ${broken.line}`).toBe(false);
+            expect(broken.fields["first-bad"], broken.line).toBe("5");
+            expect(broken.fields["bad-content"], broken.line).toBe("1");
 
-          pair.phase = "guest-verify";
-          control = await WorkloadControl.connect(join(dir, "dst.sock"));
-          const verdict = await verifyWorkload(pair.destination, control);
-          expect(verdict.pass, `destination workload verdict: ${verdict.line}`).toBe(true);
-          expect(
-            Number(verdict.fields.writes),
-            "the workload kept writing: its write count on the destination",
-          ).toBeGreaterThan(ready.pages);
-
-          // The check can fail: one flipped bit in one page must be found, and only there.
-          await control.send("corrupt 5");
-          const broken = await verifyWorkload(pair.destination, control);
-          expect(broken.pass, `verdict after corrupting page 5: ${broken.line}`).toBe(false);
-          expect(broken.fields["first-bad"], broken.line).toBe("5");
-          expect(broken.fields["bad-content"], broken.line).toBe("1");
-
-          const ram = result.source.migration.ram;
-          await annotate(
-            `${b.label} ${b.accel}: boot to workload ready ${bootMs} ms (${image.boot}), migration ${result.durationMs} ms, downtime ${result.source.migration.downtime ?? "?"} ms, ${ram?.["dirty-sync-count"] ?? "?"} dirty syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(0)} MiB sent, verify ${verdict.fields.ms} ms in the guest; netdev ${netdev.reason}`,
-          );
-        } finally {
-          control?.close();
-          rmSync(dir, { recursive: true, force: true });
-        }
-      },
-      TEST_TIMEOUT_MS,
-    );
+            const ram = result.source.migration.ram;
+            await annotate(
+              `${b.label} ${b.accel}: boot to workload ready ${bootMs} ms (${image.boot}), migration ${result.durationMs} ms, downtime ${result.source.migration.downtime ?? "?"} ms, ${ram?.["dirty-sync-count"] ?? "?"} dirty syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(0)} MiB sent, verify ${verdict.fields.ms} ms in the guest; netdev ${netdev.reason}`,
+            );
+          } finally {
+            control?.close();
+            rmSync(dir, { recursive: true, force: true });
+          }
+        },
+        TEST_TIMEOUT_MS,
+      );
+    });
   }
 });

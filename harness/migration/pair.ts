@@ -12,12 +12,11 @@ import {
   type PreparedGuest,
   prepareGuest,
   type RamIntegrity,
-  waitForGuestPasses,
+  waitForGuestStart,
 } from "../guest/guest.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import { defaultParentDir, type ExitInfo, Machine, type MachineOptions } from "../qemu/machine.ts";
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
-import { ExecuteError } from "../qmp/errors.ts";
 import { type MigrationFeatures, migrationFeatures } from "../qmp/migration-features.ts";
 import type {
   MigrationCapabilityStatus,
@@ -199,10 +198,18 @@ export class MigrationPair {
           onQmpMessage: onMessage(side),
         };
       };
-      const destination = await Machine.launch(machineOptions("destination"));
-      cleanup.defer(() => destination.shutdown());
-      const source = await Machine.launch(machineOptions("source"));
-      cleanup.defer(() => source.shutdown());
+      // Both at once: QEMU's start-up is most of a short test's time.
+      const launched = await Promise.allSettled(
+        SIDES.map((side) => Machine.launch(machineOptions(side))),
+      );
+      for (const l of launched) {
+        if (l.status === "fulfilled") cleanup.defer(() => l.value.shutdown());
+      }
+      for (const l of launched) if (l.status === "rejected") throw l.reason;
+      const [source, destination] = launched.map(
+        (l) => (l as PromiseFulfilledResult<Machine>).value,
+      );
+      if (!source || !destination) throw new Error("unreachable: both machines launched");
       const [sourceSchema, destinationSchema] = await Promise.all([
         source.schema(),
         destination.schema(),
@@ -641,7 +648,7 @@ export class MigrationPair {
     if (!this.guest.params) return;
     this.phase = "guest-start";
     try {
-      await waitForGuestPasses(this.source, 0, timeoutMs("guestStart"));
+      await waitForGuestStart(this.source, timeoutMs("guestStart"));
     } catch (error) {
       throw await this.fail((error as Error).message, "source");
     }

@@ -389,10 +389,11 @@ async function connectWhileAlive(
       return qmp;
     },
     {
+      // QEMU creates its socket some tens of ms after exec: poll finely at first.
       retries: 10_000,
-      minTimeout: 20,
-      maxTimeout: 200,
-      factor: 1.5,
+      minTimeout: 5,
+      maxTimeout: 50,
+      factor: 1.2,
       maxRetryTime: timeoutMs,
       shouldRetry: ({ error }) =>
         // A socket that accepts but never greets will not start greeting on a retry.

@@ -2,6 +2,7 @@
 // the guest, migrate, hold and release, reach the expected outcome, verify the guest. Every step
 // goes through the pair's recorded verbs and named waits, so a failure names side and phase.
 
+import { DEFAULT_DIRTY_RATE_MIBPS } from "../guest/dirty-rate.ts";
 import { CONVERGING_PARAMETERS, holdParameters } from "../migration/convergence.ts";
 import { MigrationPair, type PairOptions } from "../migration/pair.ts";
 import type { MigrationResult } from "../migration/result.ts";
@@ -36,6 +37,12 @@ function perSide<T extends object>(
 
 /** The pair a scenario runs on: configured by the scenario itself, not by the launch. */
 export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
+  const side = (s: Side) => {
+    const binary = scenario.binaries?.[s];
+    const args = [...(scenario.qemuArgs?.both ?? []), ...(scenario.qemuArgs?.[s] ?? [])];
+    const o = { ...(binary ? { binary } : {}), ...(args.length > 0 ? { extraArgs: args } : {}) };
+    return Object.keys(o).length > 0 ? { [s]: o } : {};
+  };
   return {
     binary: where.binary,
     accel: where.accel,
@@ -46,10 +53,9 @@ export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
     ...(scenario.machineType ? { machineType: scenario.machineType } : {}),
     ...(scenario.pollIntervalMs ? { pollIntervalMs: scenario.pollIntervalMs } : {}),
     ...(where.parentDir ? { parentDir: where.parentDir } : {}),
-    ...(scenario.binaries?.source ? { source: { binary: scenario.binaries.source } } : {}),
-    ...(scenario.binaries?.destination
-      ? { destination: { binary: scenario.binaries.destination } }
-      : {}),
+    ...(scenario.guestArgs ? { guestArgs: scenario.guestArgs } : {}),
+    ...side("source"),
+    ...side("destination"),
   };
 }
 
@@ -85,8 +91,9 @@ function sourceLimits(pair: MigrationPair, scenario: Scenario): MigrationParamet
   return pair.guest.params ? CONVERGING_PARAMETERS : {};
 }
 
-function guestDirtyRate(pair: MigrationPair): number | undefined {
-  return (pair.guest.options as { dirtyRateMiBps?: number }).dirtyRateMiBps;
+function guestDirtyRate(pair: MigrationPair): number {
+  const o = pair.guest.options;
+  return o.kind === "bootblock" ? (o.dirtyRateMiBps ?? DEFAULT_DIRTY_RATE_MIBPS) : 0;
 }
 
 function describeOutcome(e: ExpectedOutcome): string {

@@ -71,6 +71,10 @@ export interface Scenario {
   memoryMiB?: number;
   /** The boot-block guest by default (paced, checked after a completed migration). */
   guest?: GuestOptions;
+  /** Guest-loading arguments of a custom guest (e.g. a Linux kernel); the guest is then "none". */
+  guestArgs?: string[];
+  /** Further QEMU arguments (devices, objects, chardevs). */
+  qemuArgs?: PerSide<string[]>;
   transport?: Transport;
   /** Guest running during migration (default true); false stops the source first, as qtest does. */
   live?: boolean;
