@@ -7,12 +7,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
-  checkGuestRam,
   type GuestOptions,
   type PreparedGuest,
   prepareGuest,
   type RamIntegrity,
-  waitForGuestStart,
 } from "../guest/guest.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import { defaultParentDir, type ExitInfo, Machine, type MachineOptions } from "../qemu/machine.ts";
@@ -30,13 +28,16 @@ import type { QmpSchema } from "../qmp/schema.ts";
 import { formatViolations, validateEventData, validateReply } from "../qmp/validate.ts";
 import { CleanupStack } from "../util/cleanup-stack.ts";
 import { timeoutMs } from "../util/timeouts.ts";
+import * as config from "./config.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
-import { MigrationConfigError, MigrationError } from "./errors.ts";
+import { MigrationError } from "./errors.ts";
 import { type ExpectedExit, exitProblems } from "./exit-expectations.ts";
-import type { MigrationOutcome, MigrationResult, SideResult, SideSnapshot } from "./result.ts";
+import * as flow from "./flow.ts";
+import type { MigrationOutcome, MigrationResult, SideSnapshot } from "./result.ts";
 import { type Side, Timeline } from "./timeline.ts";
 import { bindAttempts, type Transport, type TransportKind, transportUris } from "./transport.ts";
+import * as waits from "./waits.ts";
 
 export { MigrationConfigError, MigrationError } from "./errors.ts";
 export type { MigrationOutcome, MigrationResult, SideResult, SideSnapshot } from "./result.ts";
@@ -100,10 +101,9 @@ export interface StatusWaitOptions extends WaitOptions {
   failOn?: readonly MigrationStatus[];
 }
 
-type Snapshots = { source: SideSnapshot; destination: SideSnapshot };
+export type Snapshots = { source: SideSnapshot; destination: SideSnapshot };
 
 const SIDES = ["source", "destination"] as const;
-const FAILURE_STATUSES: readonly MigrationStatus[] = ["failed", "cancelled"];
 
 export class MigrationPair {
   readonly timeline: Timeline;
@@ -292,49 +292,13 @@ export class MigrationPair {
   }
 
   /** Set capabilities on one side after checking QEMU knows them, then read them back. */
-  async setCapabilities(side: Side, capabilities: Record<string, boolean>): Promise<void> {
-    const m = this.machine(side);
-    const names = (await this.queryCapabilities(side)).map((c) => c.capability);
-    for (const name of Object.keys(capabilities)) {
-      if (!names.includes(name)) {
-        throw new MigrationConfigError(
-          `unknown migration capability "${name}" on the ${side} (QEMU ${m.binary.version}); it knows: ${names.join(", ")}`,
-        );
-      }
-    }
-    const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
-    await this.execute(side, "migrate-set-capabilities", { capabilities: list });
-    const after = await this.queryCapabilities(side);
-    for (const { capability, state } of list) {
-      const now = after.find((c) => c.capability === capability)?.state;
-      if (now !== state) {
-        throw new MigrationConfigError(
-          `${side}: capability ${capability} was set to ${state} but query-migrate-capabilities reads back ${now}`,
-        );
-      }
-    }
+  setCapabilities(side: Side, capabilities: Record<string, boolean>): Promise<void> {
+    return config.setCapabilities(this, side, capabilities);
   }
 
   /** Set parameters on one side after checking QEMU knows them, then read them back. */
-  async setParameters(side: Side, parameters: MigrationParameters): Promise<void> {
-    const m = this.machine(side);
-    const before = await this.queryParameters(side);
-    for (const name of Object.keys(parameters)) {
-      if (!(name in before)) {
-        throw new MigrationConfigError(
-          `unknown migration parameter "${name}" on the ${side} (QEMU ${m.binary.version}); query-migrate-parameters has: ${Object.keys(before).join(", ")}`,
-        );
-      }
-    }
-    await this.execute(side, "migrate-set-parameters", parameters);
-    const after = await this.queryParameters(side);
-    for (const [name, value] of Object.entries(parameters)) {
-      if (JSON.stringify(after[name]) !== JSON.stringify(value)) {
-        throw new MigrationConfigError(
-          `${side}: parameter ${name} was set to ${JSON.stringify(value)} but query-migrate-parameters reads back ${JSON.stringify(after[name])}`,
-        );
-      }
-    }
+  setParameters(side: Side, parameters: MigrationParameters): Promise<void> {
+    return config.setParameters(this, side, parameters);
   }
 
   /** migrate_cancel on one side (the source by default). */
@@ -503,7 +467,11 @@ export class MigrationPair {
     goal: MigrationStatus | readonly MigrationStatus[],
     options: StatusWaitOptions = {},
   ): Promise<Snapshots> {
-    return this.waitForStatuses({ [side]: typeof goal === "string" ? [goal] : goal }, options);
+    return waits.waitForStatuses(
+      this,
+      { [side]: typeof goal === "string" ? [goal] : goal },
+      options,
+    );
   }
 
   /** Each named side reaches one of its statuses. */
@@ -511,194 +479,62 @@ export class MigrationPair {
     want: Partial<Record<Side, readonly MigrationStatus[]>>,
     options: StatusWaitOptions = {},
   ): Promise<Snapshots> {
-    const entries = Object.entries(want) as [Side, readonly MigrationStatus[]][];
-    const what = entries.map(([side, statuses]) => `${side} ${statuses.join("|")}`).join(" and ");
-    const awaited = entries.flatMap(([, statuses]) => statuses);
-    const failOn = options.failOn ?? FAILURE_STATUSES.filter((s) => !awaited.includes(s));
-    return this.waitUntil(
-      what,
-      (s) => entries.every(([side, statuses]) => statuses.includes(statusOf(s[side]))),
-      {
-        ...options,
-        failOn: (s) => {
-          for (const side of SIDES) {
-            const status = statusOf(s[side]);
-            if (!failOn.includes(status)) continue;
-            const desc = s[side].migration["error-desc"];
-            return `the ${side} reports migration status "${status}"${desc ? ` (${desc})` : ""}`;
-          }
-          return undefined;
-        },
-      },
-    );
+    return waits.waitForStatuses(this, want, options);
   }
 
-  /**
-   * The source has done `n` dirty-bitmap syncs (qtest counts passes by dirty-sync-count) and is
-   * still migrating: a migration provably iterating.
-   */
+  /** The source has done `n` dirty-bitmap syncs (qtest counts passes so) and still migrates. */
   waitForPasses(n: number, options: WaitOptions = {}): Promise<Snapshots> {
-    return this.waitUntil(
-      `source dirty-sync-count >= ${n}`,
-      (s) => (s.source.migration.ram?.["dirty-sync-count"] ?? 0) >= n,
-      {
-        timeoutMs: options.timeoutMs ?? timeoutMs("hold"),
-        failOn: (s) => {
-          const status = statusOf(s.source);
-          return ["completed", ...FAILURE_STATUSES].includes(status)
-            ? `the source reached "${status}" after ${s.source.migration.ram?.["dirty-sync-count"] ?? 0} sync(s), before ${n}`
-            : undefined;
-        },
-      },
-    );
+    return waits.waitForPasses(this, n, options);
   }
 
   /** A QMP event `name` on `side` whose data satisfies `match`, recorded since `sinceT` ms. */
-  async waitForEvent(
+  waitForEvent(
     side: Side,
     name: string,
     match: (data: Record<string, unknown>) => boolean = () => true,
     options: WaitOptions & { sinceT?: number } = {},
   ): Promise<QMPEvent> {
-    const found = () =>
-      this.timeline
-        .of(side, "event")
-        .find(
-          (e) =>
-            e.t >= (options.sinceT ?? 0) &&
-            e.data.event === name &&
-            match((e.data.data ?? {}) as Record<string, unknown>),
-        )?.data;
-    let event: QMPEvent | undefined;
-    await this.waitUntil(
-      `${side} event ${name}`,
-      () => {
-        event = found();
-        return event !== undefined;
-      },
-      { timeoutMs: options.timeoutMs ?? timeoutMs("event") },
-    );
-    return event as QMPEvent;
+    return waits.waitForEvent(this, side, name, match, options);
   }
 
   /** Poll query-status on one side until `ok` holds (bounded). */
-  async waitForVm(
+  waitForVm(
     side: Side,
     ok: (s: StatusInfo) => boolean,
     what: string,
     limit = timeoutMs("vmState"),
   ): Promise<StatusInfo> {
-    const deadline = Date.now() + limit;
-    for (;;) {
-      const status = await this.machine(side).queryStatus();
-      if (ok(status)) return status;
-      if (Date.now() > deadline) {
-        throw await this.fail(
-          `the ${side} VM did not become ${what} within ${limit} ms: query-status says ${JSON.stringify(status)}`,
-          side,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return waits.waitForVm(this, side, ok, what, limit);
   }
 
   // ------------------------------------------------------------------ the plain flow
 
-  /**
-   * The whole precopy flow: incoming, migrate, both sides completed, destination running, the
-   * guest's RAM verified. Returns the final state of both sides.
-   */
-  async migrate(
-    options: { timeoutMs?: number; ramCheck?: boolean } = {},
-  ): Promise<MigrationResult> {
-    await this.waitForGuest();
-    const started = Date.now();
-    const uri = await this.startIncoming();
-    try {
-      await this.startMigration(uri);
-    } catch (error) {
-      throw await this.fail(`migrate ${uri} was refused: ${(error as Error).message}`, "source");
-    }
-    await this.waitForStatuses(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: options.timeoutMs ?? timeoutMs("migration") },
-    );
-    return this.finishCompleted(uri, started, options.ramCheck ?? true);
+  /** The whole precopy flow: incoming, migrate, completed, destination running, RAM verified. */
+  migrate(options: { timeoutMs?: number; ramCheck?: boolean } = {}): Promise<MigrationResult> {
+    return flow.migrate(this, options);
   }
 
   /** After both sides completed: destination running, final state, RAM check. */
-  async finishCompleted(uri: string, started: number, ramCheck: boolean): Promise<MigrationResult> {
-    const durationMs = Date.now() - started;
-    this.phase = "verify";
-    const destinationVm = await this.waitForVm("destination", (s) => s.running, "running");
-    const final = { uri, durationMs, ...(await this.finalState("completed", destinationVm)) };
-    if (!ramCheck || !this.guest.params) return final;
-    const ram = await this.checkRam();
-    if (!ram.check.ok) {
-      throw await this.fail(
-        `guest RAM differs after migration: ${ram.check.summary}`,
-        "destination",
-      );
-    }
-    return { ...final, ram };
+  finishCompleted(uri: string, started: number, ramCheck: boolean): Promise<MigrationResult> {
+    return flow.finishCompleted(this, uri, started, ramCheck);
   }
 
   /** Before migrating: the guest has started on the source (its start marker). */
-  async waitForGuest(): Promise<void> {
-    if (!this.guest.params) return;
-    this.phase = "guest-start";
-    try {
-      await waitForGuestStart(this.source, timeoutMs("guestStart"));
-    } catch (error) {
-      throw await this.fail((error as Error).message, "source");
-    }
+  waitForGuest(): Promise<void> {
+    return flow.waitForGuest(this);
   }
 
-  /**
-   * After a completed migration: the guest still runs on the destination, then (stopped) its
-   * RAM holds the boot-block pattern exactly. Recorded in the timeline; returned, not thrown, so
-   * a test can look at a failing check.
-   */
-  async checkRam(): Promise<RamIntegrity> {
-    this.phase = "ram-check";
-    let ram: RamIntegrity;
-    try {
-      ram = await checkGuestRam(this.destination, this.guest, timeoutMs("guestLiveness"));
-    } catch (error) {
-      throw await this.fail((error as Error).message, "destination");
-    }
-    this.timeline.record("destination", "note", ram.check.summary);
-    return ram;
+  /** After completion: the guest runs on the destination, and its RAM holds the pattern. */
+  checkRam(): Promise<RamIntegrity> {
+    return flow.checkRam(this);
   }
 
   /** Both sides' last snapshot, run state and MIGRATION events, for an ended migration. */
-  async finalState(
+  finalState(
     outcome: MigrationOutcome,
     destinationVm?: StatusInfo,
   ): Promise<Omit<MigrationResult, "uri" | "durationMs">> {
-    const sideResult = async (side: Side, vm?: StatusInfo): Promise<SideResult> => {
-      const m = this.machine(side);
-      const events = this.timeline.migrationEvents(side);
-      if (!m.isRunning()) {
-        // A side that exited (a failed incoming migration ends a destination): its last words.
-        const last = this.timeline.last(side, "query-migrate")?.data ?? {};
-        const text = this.timeline.last(side, "info-migrate")?.data ?? "";
-        return { migration: last, before: last, infoMigrate: text, vm: exitedVm(m), events };
-      }
-      const [snap, status] = await Promise.all([this.snapshot(side), vm ?? m.queryStatus()]);
-      return { ...snap, vm: status, events: this.timeline.migrationEvents(side) };
-    };
-    const [source, destination] = await Promise.all([
-      sideResult("source"),
-      sideResult("destination", destinationVm),
-    ]);
-    if (this.violations.length > 0) {
-      throw await this.fail(
-        `replies broke their QEMU's own schema:\n${this.violations.join("\n")}`,
-        undefined,
-      );
-    }
-    return { outcome, source, destination };
+    return flow.finalState(this, outcome, destinationVm);
   }
 
   // ------------------------------------------------------------------ failures and teardown
@@ -771,14 +607,6 @@ export class MigrationPair {
     })();
     return this.closed;
   }
-}
-
-function statusOf(s: SideSnapshot): MigrationStatus {
-  return s.migration.status ?? "none";
-}
-
-function exitedVm(m: Machine): StatusInfo {
-  return { running: false, status: `exited (${JSON.stringify(m.exit)})` } as StatusInfo;
 }
 
 function isEvent(msg: unknown): msg is QMPEvent {
