@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { readGuestRamFile } from "../qemu/guest-ram-file.ts";
 import {
+  BOOTBLOCK_ERRORS,
   BOOTBLOCK_IMAGE_PATH,
   BOOTBLOCK_LAYOUT,
   type BootblockBoot,
@@ -55,6 +56,7 @@ describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
     expect(c.get("SCHED_RESTARTS")).toBe(L.statusAddress + F.scheduleRestarts);
     expect(c.get("CAL_SPREAD")).toBe(L.statusAddress + F.calibrationSpreadPpm);
     expect(c.get("STATUS_VERSION")).toBe(L.statusAddress + F.version);
+    expect(c.get("CAL_REJECTED")).toBe(L.statusAddress + F.calibrationRejected);
     expect(c.get("STATUS_SIZE")).toBe(L.statusSize);
     expect(SOURCE).toContain(`movl\t$${L.statusVersion}, STATUS_VERSION`);
     // Below the code (0x8000) and clear of the stack, which grows down from 0x7c00.
@@ -79,7 +81,9 @@ describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
     expect(c.get("CAL_LATCH")).toBe(L.calibration.latch);
     // The latch is a 16-bit PIT count.
     expect(L.calibration.latch).toBeLessThan(0x10000);
-    expect(SOURCE.match(/call\s+pit_round/g)?.length).toBe(L.calibration.rounds);
+    expect(SOURCE).toContain(`cmpl\t$${L.calibration.rounds}, %ebx`);
+    expect(c.get("CAL_ATTEMPTS")).toBe(L.calibration.attempts);
+    expect(2 ** (c.get("CAL_BRACKET_SHIFT") ?? 0)).toBe(L.calibration.maxBracket);
     const { pass, ...messages } = L.markers;
     expect(SOURCE).toContain(`movb\t$'${pass}', %al`);
     for (const marker of Object.values(messages)) {
@@ -170,6 +174,9 @@ describe("bootblock image", () => {
     });
     expect(parseBootblockSerial("MIGT:EPARAM\n").error).toBe("MIGT:EPARAM");
     expect(parseBootblockSerial("MIGT:ECALIB\n").error).toBe("MIGT:ECALIB");
+    // Every error marker has its meaning for messages.
+    const { start, pass, ...errors } = L.markers;
+    expect(Object.values(errors).map((m) => m.trim())).toEqual(Object.keys(BOOTBLOCK_ERRORS));
   });
 });
 

@@ -45,11 +45,15 @@ export const BOOTBLOCK_LAYOUT = {
     scheduleRestarts: 0x30, // times the guest was too late to catch up and restarted its schedule
     calibrationSpreadPpm: 0x38, // (max - min) / median of the PIT rounds
     version: 0x40, // u32
+    calibrationRejected: 0x44, // u32, PIT rounds whose edge the vCPU saw too late to time
   },
   statusSize: 0x48,
   passCounterAddress: 0x7008,
-  /** TSC calibration: `rounds` windows of `latch` PIT ticks, the median kept. */
-  calibration: { pitHz: 1_193_182, latch: 23_864, rounds: 3 },
+  /**
+   * TSC calibration: the median of `rounds` windows of `latch` PIT ticks (20 ms), each accepted
+   * only when both its edges are timed within 1/`maxBracket` of it; `attempts` rounds at most.
+   */
+  calibration: { pitHz: 1_193_182, latch: 23_864, rounds: 3, attempts: 64, maxBracket: 128 },
   /** Lag behind the pacing schedule still made up by writing faster; beyond it, no burst. */
   defaultMaxLagUs: 16_000,
   pageSize: 4096,
@@ -69,6 +73,13 @@ export const BOOTBLOCK_LAYOUT = {
     calibrationError: "MIGT:ECALIB\n",
   },
 } as const;
+
+/** What each error marker means, for messages. */
+export const BOOTBLOCK_ERRORS: Record<string, string> = {
+  "MIGT:EPARAM": "its parameter block is invalid (range unaligned, empty or outside 1 MiB..4 GiB)",
+  "MIGT:EDISK": "SeaBIOS could not read the rest of the image from the boot disk",
+  "MIGT:ECALIB": `it could not time the PIT to calibrate its TSC (no 3 of ${BOOTBLOCK_LAYOUT.calibration.attempts} rounds seen promptly: host overloaded, or no PIT channel 2 behind port 0x61)`,
+};
 
 /** The committed image, built by scripts/build-images. */
 export const BOOTBLOCK_IMAGE_PATH = fileURLToPath(

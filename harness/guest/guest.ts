@@ -10,6 +10,7 @@ import { defaultParentDir, Machine } from "../qemu/machine.ts";
 import { hex } from "../util/text.ts";
 import { timeoutMs as scaledTimeout } from "../util/timeouts.ts";
 import {
+  BOOTBLOCK_ERRORS,
   BOOTBLOCK_LAYOUT,
   type BootblockBoot,
   type BootblockParams,
@@ -116,7 +117,10 @@ async function until<T>(
 function serialState(m: Machine) {
   const state = parseBootblockSerial(m.serialText());
   if (state.error) {
-    throw new GuestError(`${m.name}: the boot-block guest reported ${state.error}`);
+    const meaning = BOOTBLOCK_ERRORS[state.error];
+    throw new GuestError(
+      `${m.name}: the boot-block guest reported ${state.error}${meaning ? `: ${meaning}` : ""}`,
+    );
   }
   if (!m.isRunning()) {
     throw new GuestError(
@@ -240,6 +244,10 @@ export async function checkGuestRam(
 
 export interface DirtyRate extends MeasuredDirtyRate {
   pageSpin: number;
+  /** The guest's TSC calibration on this binary and accelerator. */
+  tscHz: number;
+  calibrationSpreadPpm: number;
+  calibrationRejected: number;
 }
 
 /**
@@ -280,7 +288,14 @@ export async function measureDirtyRate(options: {
     try {
       await waitForGuestStart(m);
       const rate = await measureGuestDirtyRate(m, options.sampleMs ?? 1000);
-      return { ...rate, pageSpin: options.pageSpin ?? 0 };
+      const { tscHz, calibrationSpreadPpm, calibrationRejected } = await readGuestProgress(m);
+      return {
+        ...rate,
+        pageSpin: options.pageSpin ?? 0,
+        tscHz,
+        calibrationSpreadPpm,
+        calibrationRejected,
+      };
     } finally {
       await m.shutdown();
     }

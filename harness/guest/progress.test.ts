@@ -12,7 +12,7 @@ function ram(fields: Partial<Record<keyof typeof F, number | bigint>>, magic = L
   mem.writeUInt32LE(L.statusVersion, L.statusAddress + F.version);
   for (const [name, value] of Object.entries(fields)) {
     const at = L.statusAddress + F[name as keyof typeof F];
-    if (name === "version") mem.writeUInt32LE(Number(value), at);
+    if (name === "version" || name === "calibrationRejected") mem.writeUInt32LE(Number(value), at);
     else mem.writeBigUInt64LE(BigInt(value), at);
   }
   return mem;
@@ -28,6 +28,7 @@ describe("parseGuestProgress", () => {
       pagesPerSecond: 8192,
       scheduleRestarts: 3,
       calibrationSpreadPpm: 1200,
+      calibrationRejected: 2,
     });
     expect(parseGuestProgress(mem, 0)).toEqual({
       passCounter: 7,
@@ -38,6 +39,7 @@ describe("parseGuestProgress", () => {
       askedMiBps: 32,
       scheduleRestarts: 3,
       calibrationSpreadPpm: 1200,
+      calibrationRejected: 2,
     });
     // The same block read on its own, as readGuestProgress does.
     const block = mem.subarray(L.statusAddress);

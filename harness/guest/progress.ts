@@ -22,6 +22,8 @@ export interface GuestProgress {
   scheduleRestarts: number;
   /** Spread of the PIT calibration rounds, (max - min) / median, in parts per million. */
   calibrationSpreadPpm: number;
+  /** PIT rounds rejected because the vCPU saw an edge too late (host busy at boot). */
+  calibrationRejected: number;
 }
 
 export class GuestProgressError extends Error {
@@ -62,6 +64,7 @@ export function parseGuestProgress(mem: Uint8Array, base: number): GuestProgress
     askedMiBps: pagesPerSecondToMiBps(pagesPerSecond),
     scheduleRestarts: u64(F.scheduleRestarts),
     calibrationSpreadPpm: u64(F.calibrationSpreadPpm),
+    calibrationRejected: view.getUint32(F.calibrationRejected, true),
   };
 }
 

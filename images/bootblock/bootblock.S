@@ -37,6 +37,7 @@
  *          schedule (vCPU stopped, host busy) and restarted it instead of bursting
  *   +0x38  u64 calibration spread: (max - min) / median of the PIT rounds, in ppm
  *   +0x40  u32 status layout version (2)
+ *   +0x44  u32 calibration rounds rejected: an edge seen too late to time it
  *
  * The dirtying loop runs at CPL3 with IOPL=3: under a software hypervisor ring-0 code
  * is emulated, ring-3 code runs natively, and IOPL=3 keeps the serial port usable.
@@ -60,6 +61,7 @@
 	.set SCHED_RESTARTS,	0x7030
 	.set CAL_SPREAD,	0x7038
 	.set STATUS_VERSION,	0x7040
+	.set CAL_REJECTED,	0x7044
 	.set STATUS_SIZE,	0x48
 	.set STACK_TOP,		0x7c00
 	.set LOAD_ADDR,		0x7c00
@@ -75,6 +77,8 @@
 	.set PIT_CH2,		0x42
 	.set PORT_B,		0x61
 	.set CAL_LATCH,		23864	/* PIT ticks per round: 20 ms */
+	.set CAL_ATTEMPTS,	64	/* rounds tried for three accepted ones (1.3 s at most) */
+	.set CAL_BRACKET_SHIFT,	7	/* accept a round whose edges are known within 1/128 */
 	.set CAL_POLL_LIMIT,	0x1000000	/* OUT2 polls before giving up: 16 M exits, far beyond 20 ms */
 
 	.set SEL_CODE32,	0x08
@@ -248,16 +252,29 @@ long64:
 	cmpq	%rax, %r9
 	ja	bad_params
 
-	/* TSC frequency: median of three PIT rounds (a preempted round is an outlier). */
+	/*
+	 * TSC frequency: median of three PIT rounds whose edges were seen promptly. A vCPU
+	 * held up at an edge (host preemption, the BQL taken by a QMP command) makes a wide
+	 * bracket; such a round is rejected and counted, up to CAL_ATTEMPTS rounds in all.
+	 */
+	movl	$CAL_ATTEMPTS, %r15d
+	xorl	%ebx, %ebx		/* rounds accepted */
+cal_next:
+	decl	%r15d
+	js	bad_calibration
 	call	pit_round
 	jc	bad_calibration
+	shlq	$CAL_BRACKET_SHIFT, %rdx
+	cmpq	%rax, %rdx
+	jbe	1f
+	incl	CAL_REJECTED
+	jmp	cal_next
+1:	movq	%r13, %r14		/* keep the last three: r14 <- r13 <- r12 <- new */
+	movq	%r12, %r13
 	movq	%rax, %r12
-	call	pit_round
-	jc	bad_calibration
-	movq	%rax, %r13
-	call	pit_round
-	jc	bad_calibration
-	movq	%rax, %r14
+	incl	%ebx
+	cmpl	$3, %ebx
+	jb	cal_next
 	cmpq	%r13, %r12		/* sort r12 <= r13 <= r14 */
 	jbe	1f
 	xchgq	%r12, %r13
@@ -282,6 +299,10 @@ long64:
 	divq	%rcx
 	movq	%rax, %r14
 	movq	%r14, TSC_HZ
+
+	/* pit_round used r10 and r11: the loop's registers again. */
+	movq	param_page_spin, %r10
+	movq	param_pass_spin, %r11
 
 	/* Pacing: r15 = pages per second, rbp = the lag still made up, in TSC ticks. */
 	movq	param_pages_per_second, %r15
@@ -311,9 +332,12 @@ stop_with_message:
 	jmp	1b
 
 /*
- * pit_round: RAX = TSC ticks while PIT channel 2 counts CAL_LATCH ticks in mode 0
- * (OUT2, port 0x61 bit 5, goes high at terminal count). CF set if OUT2 never rises.
- * Clobbers RCX, RDX, RSI.
+ * pit_round: one TSC measurement of CAL_LATCH PIT ticks. Channel 2 counts in mode 0 and
+ * raises OUT2 (port 0x61 bit 5) at terminal count. Each edge is bracketed by TSC reads:
+ * the count starts within [RSI, RDI] (around the write of its high byte) and OUT2 rose
+ * within [R11, RAX] (before the last poll that saw it low, after the first that saw it
+ * high). Returns RAX = the midpoint estimate in TSC ticks, RDX = the bracket width
+ * (uncertainty), CF set if OUT2 never rises. Clobbers RCX, RSI, RDI, R10, R11.
  */
 pit_round:
 	inb	$PORT_B, %al
@@ -324,24 +348,41 @@ pit_round:
 	outb	%al, $PIT_CTRL
 	movb	$(CAL_LATCH & 0xff), %al
 	outb	%al, $PIT_CH2
+	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, %rsi
 	movb	$(CAL_LATCH >> 8), %al
 	outb	%al, $PIT_CH2		/* counting starts with this write */
 	rdtsc
 	shlq	$32, %rdx
 	orq	%rdx, %rax
-	movq	%rax, %rsi
+	movq	%rax, %rdi
+	movq	%rsi, %r11
 	movl	$CAL_POLL_LIMIT, %ecx
-1:	inb	$PORT_B, %al
+1:	rdtsc
+	shlq	$32, %rdx
+	orq	%rdx, %rax
+	movq	%rax, %r10		/* before this poll */
+	inb	$PORT_B, %al
 	testb	$0x20, %al
 	jnz	2f
+	movq	%r10, %r11		/* OUT2 was still low after this */
 	decl	%ecx
 	jnz	1b
 	stc
 	ret
 2:	rdtsc
 	shlq	$32, %rdx
-	orq	%rdx, %rax
+	orq	%rdx, %rax		/* OUT2 was high before this */
+	movq	%rax, %rdx		/* width = (RAX - R11) + (RDI - RSI) */
+	subq	%r11, %rdx
+	addq	%rdi, %rdx
+	subq	%rsi, %rdx
+	addq	%r11, %rax		/* estimate = ((RAX + R11) - (RSI + RDI)) / 2 */
 	subq	%rsi, %rax
+	subq	%rdi, %rax
+	shrq	$1, %rax
 	clc
 	ret
 
