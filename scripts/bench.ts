@@ -1,11 +1,13 @@
 // Guest workload and RAM integrity figures on this host: npm run bench [-- --help].
-// Not a test: it prints what things cost (boot to first marker, dirty rate, RAM check throughput
-// by read path) for every QEMU under test and every accelerator that runs here.
+// Not a test: it prints what things cost (boot to first marker, the paced dirty rate asked and
+// measured, RAM check throughput by read path) for every QEMU under test and every accelerator
+// that runs here.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { integer, parseFlags, UsageError } from "../harness/cli/args.ts";
 import { BOOTBLOCK_LAYOUT, parseBootblockSerial } from "../harness/guest/bootblock.ts";
+import { DEFAULT_RATE_TOLERANCE } from "../harness/guest/dirty-rate.ts";
 import { measureDirtyRate, prepareGuest, waitForGuestPasses } from "../harness/guest/guest.ts";
 import {
   checkBootblockRam,
@@ -33,12 +35,17 @@ const USAGE = `usage: npm run bench -- [options]
                      Default: QEMU_MIGTEST_BINARIES, else every installed matrix version.
   --accel tcg|kvm    accelerator; repeatable. Default: tcg, plus kvm when /dev/kvm is usable.
   --reps N           repetitions of each measurement (default 3)
+  --only LIST        sections to run: boot, dirty-rate, ram-check (default all)
+  --rates LIST       dirty rates to ask for, MiB/s, 0 = unpaced (default 8,32,128,0)
+  --sample-ms N      host time each dirty-rate sample covers (default 2000)
   --sizes LIST       RAM check sizes in MiB (default 100,1024)
   --no-migration     skip the RAM checks after a real migration
   --json             print the results as JSON instead of tables
 `;
 
 type Accel = "tcg" | "kvm";
+const SECTIONS = ["boot", "dirty-rate", "ram-check"] as const;
+type Section = (typeof SECTIONS)[number];
 type ReadPath = "shared-file" | "pmemsave";
 /** buffer: Machine.readGuestMemory + checkBootblockRam; stream: checkBootblockRamFile. */
 type Method = "buffer" | "stream";
@@ -69,7 +76,14 @@ interface ComboResult {
   qemu: { label: string; version: string; path: string };
   accel: string;
   boot: { boot: "bios" | "disk"; qmp: Stat; start: Stat; firstPass: Stat }[];
-  dirtyRate?: { pagesPerSecond: Stat };
+  /** Per asked rate (MiB/s, 0 = unpaced): what the guest dirtied, and its TSC calibration. */
+  dirtyRates: {
+    askedMiBps: number;
+    mibPerSecond: Stat;
+    tscHz: Stat;
+    spreadPpm: Stat;
+    rejected: Stat;
+  }[];
   ramCheck: RamCheckFigure[];
   errors: string[];
 }
@@ -119,7 +133,8 @@ async function bootOnce(
 ): Promise<{ qmp: number; start: number; firstPass: number }> {
   const dir = tempDir("bench-boot-");
   try {
-    const guest = await prepareGuest({ kind: "bootblock", boot }, 128, dir);
+    // Unpaced: "first pass" is then how soon the guest has dirtied its whole range.
+    const guest = await prepareGuest({ kind: "bootblock", boot, dirtyRateMiBps: 0 }, 128, dir);
     const t0 = now();
     const m = await Machine.launch({
       name: `boot-${boot}`,
@@ -225,8 +240,9 @@ async function ramCheckOnRun(
   const dir = tempDir("bench-ram-");
   const memoryMiB = memoryFor(sizeMiB);
   try {
+    // Unpaced, so "a few passes" between checks takes milliseconds at any size.
     const guest = await prepareGuest(
-      { kind: "bootblock", rangeEndMiB: 1 + sizeMiB },
+      { kind: "bootblock", rangeEndMiB: 1 + sizeMiB, dirtyRateMiBps: 0 },
       memoryMiB,
       dir,
     );
@@ -346,13 +362,21 @@ async function benchCombo(
   b: BinaryUnderTest,
   accel: Accel,
   accelLabel: string,
-  opts: { reps: number; sizes: number[]; migration: boolean },
+  opts: {
+    reps: number;
+    sizes: number[];
+    migration: boolean;
+    sections: Section[];
+    rates: number[];
+    sampleMs: number;
+  },
   log: (line: string) => void,
 ): Promise<ComboResult> {
   const result: ComboResult = {
     qemu: { label: b.label, version: b.version, path: b.path },
     accel: accelLabel,
     boot: [],
+    dirtyRates: [],
     ramCheck: [],
     errors: [],
   };
@@ -364,7 +388,7 @@ async function benchCombo(
       result.errors.push(`${what}: ${(error as Error).message.split("\n")[0]}`);
     }
   };
-  for (const boot of ["bios", "disk"] as const) {
+  for (const boot of opts.sections.includes("boot") ? (["bios", "disk"] as const) : []) {
     await attempt(`boot ${boot}`, async () => {
       const runs = [];
       for (let i = 0; i < opts.reps; i++) runs.push(await bootOnce(b, accel, boot));
@@ -376,14 +400,29 @@ async function benchCombo(
       });
     });
   }
-  await attempt("dirty rate", async () => {
-    const rates = [];
-    for (let i = 0; i < opts.reps; i++) {
-      rates.push((await measureDirtyRate({ binary: b.path, accel, pageSpin: 0 })).pagesPerSecond);
-    }
-    result.dirtyRate = { pagesPerSecond: stat(rates) };
-  });
-  for (const sizeMiB of opts.sizes) {
+  for (const askedMiBps of opts.sections.includes("dirty-rate") ? opts.rates : []) {
+    await attempt(`dirty rate ${askedMiBps || "unpaced"}`, async () => {
+      const samples = [];
+      for (let i = 0; i < opts.reps; i++) {
+        samples.push(
+          await measureDirtyRate({
+            binary: b.path,
+            accel,
+            dirtyRateMiBps: askedMiBps,
+            sampleMs: opts.sampleMs,
+          }),
+        );
+      }
+      result.dirtyRates.push({
+        askedMiBps,
+        mibPerSecond: stat(samples.map((r) => r.mibPerSecond)),
+        tscHz: stat(samples.map((r) => r.tscHz)),
+        spreadPpm: stat(samples.map((r) => r.calibrationSpreadPpm)),
+        rejected: stat(samples.map((r) => r.calibrationRejected)),
+      });
+    });
+  }
+  for (const sizeMiB of opts.sections.includes("ram-check") ? opts.sizes : []) {
     for (const path of ["shared-file", "pmemsave"] as const) {
       await attempt(`RAM check ${sizeMiB} MiB via ${path}`, async () => {
         result.ramCheck.push(...(await ramCheckOnRun(b, accel, sizeMiB, path, opts.reps)));
@@ -404,18 +443,40 @@ function ms(s: Stat): string {
 
 function render(r: ComboResult): string {
   const lines = [`QEMU ${r.qemu.version} (${r.qemu.path}), accel ${r.accel}`];
-  lines.push("  boot, from launch (median, min–max):");
+  if (r.boot.length > 0) lines.push("  boot, from launch (median, min–max):");
   for (const b of r.boot) {
     lines.push(
       `    ${b.boot.padEnd(5)} QMP ready ${ms(b.qmp)} · MIGT:START ${ms(b.start)} · first pass ${ms(b.firstPass)}`,
     );
   }
-  if (r.dirtyRate) {
-    const d = r.dirtyRate.pagesPerSecond;
-    const m = (n: number) => `${(n / 1e6).toFixed(2)} M`;
+  if (r.dirtyRates.length > 0) {
+    const hz = stat(r.dirtyRates.flatMap((d) => d.tscHz.samples));
+    const spread = stat(r.dirtyRates.flatMap((d) => d.spreadPpm.samples));
+    const rejected = r.dirtyRates.flatMap((d) => d.rejected.samples).reduce((a, n) => a + n, 0);
+    const mhz = (n: number) => (n / 1e6).toFixed(1);
     lines.push(
-      `  dirty rate, pageSpin 0: ${m(d.median)} pages/s (${m(d.min)}–${m(d.max)}), ${((d.median * 4096) / MiB).toFixed(0)} MiB/s`,
+      `  TSC calibrated on the PIT: ${mhz(hz.median)} MHz (${mhz(hz.min)}–${mhz(hz.max)} over ${hz.samples.length} boots), rounds within ${(spread.max / 1e4).toFixed(2)}%, ${rejected} late round(s) rejected`,
     );
+    const band = Math.round(DEFAULT_RATE_TOLERANCE * 100);
+    lines.push(`  dirty rate, asked → measured (median, min–max; target ±${band}%):`);
+    const f = (n: number) => (n >= 1000 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+    for (const d of r.dirtyRates) {
+      const m = d.mibPerSecond;
+      const measured = `${f(m.median)} MiB/s (${f(m.min)}–${f(m.max)})`;
+      if (d.askedMiBps === 0) {
+        const pages = (m.median * MiB) / 4096;
+        lines.push(
+          `    ${"unpaced".padEnd(10)} → ${measured}, ${(pages / 1e6).toFixed(2)} M pages/s`,
+        );
+        continue;
+      }
+      const off = (m.median / d.askedMiBps - 1) * 100;
+      const worst = Math.max(m.max / d.askedMiBps - 1, 1 - m.min / d.askedMiBps) * 100;
+      const mark = worst <= band ? "✓" : "✗";
+      lines.push(
+        `    ${`${d.askedMiBps} MiB/s`.padEnd(10)} → ${measured}  ${off >= 0 ? "+" : ""}${off.toFixed(1)}%  ${mark}`,
+      );
+    }
   }
   if (r.ramCheck.length > 0) lines.push("  RAM check, stop to verdict (median, min–max):");
   for (const f of r.ramCheck) {
@@ -439,6 +500,9 @@ async function main(argv: string[]): Promise<number> {
     binary: { type: "string", multiple: true },
     accel: { type: "string", multiple: true },
     reps: { type: "string" },
+    only: { type: "string" },
+    rates: { type: "string" },
+    "sample-ms": { type: "string" },
     sizes: { type: "string" },
     "no-migration": { type: "boolean" },
     json: { type: "boolean" },
@@ -455,6 +519,22 @@ async function main(argv: string[]): Promise<number> {
     if (!n || n > 3000) throw new UsageError(`--sizes takes MiB between 1 and 3000, not "${s}"`);
     return n;
   });
+  const sections = (values.only ?? SECTIONS.join(",")).split(",").map((s) => {
+    const name = s.trim() as Section;
+    if (!SECTIONS.includes(name)) {
+      throw new UsageError(`--only takes ${SECTIONS.join(", ")}, not "${s}"`);
+    }
+    return name;
+  });
+  const rates = (values.rates ?? "8,32,128,0").split(",").map((s) => {
+    const n = Number(s.trim());
+    if (!/^\d+(\.\d+)?$/.test(s.trim()) || n > 1024 * 1024) {
+      throw new UsageError(`--rates takes MiB/s between 0 and 1048576, not "${s}"`);
+    }
+    return n;
+  });
+  const sampleMs = integer("--sample-ms", values["sample-ms"]) ?? 2000;
+  if (sampleMs < 100) throw new UsageError("--sample-ms must be at least 100");
   for (const a of values.accel ?? []) {
     if (a !== "tcg" && a !== "kvm") throw new UsageError(`--accel must be tcg or kvm, not "${a}"`);
   }
@@ -484,7 +564,7 @@ async function main(argv: string[]): Promise<number> {
         b,
         accel,
         label,
-        { reps, sizes, migration: !values["no-migration"] },
+        { reps, sizes, migration: !values["no-migration"], sections, rates, sampleMs },
         log,
       );
       results.push(r);
