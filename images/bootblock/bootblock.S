@@ -16,7 +16,7 @@
  *   0x1000  PML4, 0x2000 PDPT, 0x3000..0x6fff four PDs: identity map of 0..4 GiB
  *           with 2 MiB pages, user-accessible
  *   0x7000  status block (layout below), written by the guest, read by the harness
- *   0x7c00  image low part (boot sector, parameter block at 0x7e00, code from 0x8000)
+ *   0x7c00  image low part (boot sector, then parameter block at 0x7e00, then code)
  *   0x7c00  stack top (grows down into the 0x7000 page)
  *
  * Page contents after the init pass, for every page P of [start, end):
@@ -65,7 +65,6 @@
 	.set STATUS_SIZE,	0x48
 	.set STACK_TOP,		0x7c00
 	.set LOAD_ADDR,		0x7c00
-	.set PARAMS_ADDR,	0x7e00
 	.set COM1,		0x3f8
 	.set PAGE_SIZE,		4096
 	.set MIN_RANGE_START,	0x100000
@@ -207,16 +206,6 @@ protected32:
 	movl	$0x5447494d, STATUS	/* "MIGT" */
 	movl	$0x54415453, STATUS + 4	/* "STAT" */
 	movl	$2, STATUS_VERSION
-
-	/*
-	 * The disk path ran the boot sector in the status page. Rewriting those bytes onto
-	 * themselves drops TCG's translations of them, so the page stops being a code page
-	 * whose every write (pages-written, once per page) takes the slow path.
-	 */
-	movl	$LOAD_ADDR, %esi
-	movl	%esi, %edi
-	movl	$(PARAMS_ADDR - LOAD_ADDR), %ecx
-	rep movsb
 
 	movl	$PML4, %eax
 	movl	%eax, %cr3
@@ -457,6 +446,18 @@ write:
 2:	addq	$PAGE_SIZE, %rdi
 	cmpq	%r9, %rdi
 	jb	page
+	jmp	pass_end
+
+/*
+ * The end of a pass runs from the status page, on purpose. TCG before QEMU 9.0 (commit
+ * 03bfc2188f, "physmem: Fix migration dirty bitmap coherency with TCG memory access")
+ * does not re-arm dirty tracking of a page whose TLB entry stays hot across a dirty
+ * bitmap sync, and the status page is written after every page: its updates would not
+ * be migrated. Writes to a page holding translated code always take TCG's tracked slow
+ * path, and code run once per pass keeps a translation there.
+ */
+	.section .statuspage, "ax"
+pass_end:
 	incq	PASS_COUNTER		/* one instruction: never half-done when the vCPU stops */
 	movw	$COM1, %dx
 	movb	$'B', %al
