@@ -30,6 +30,8 @@ const MiB = 1024 * 1024;
 const TARGET_MS = 1000;
 
 const USAGE = `usage: npm run bench -- [options]
+       npm run bench -- --scenario [--binary SPEC] [--accel tcg|kvm] [--pairs N] [--dirty-rate MiB/s]
+                     one scenario against the bare QMP floor (scripts/bench-scenario.ts)
 
   --binary SPEC      QEMU to measure (matrix name, path or command); repeatable.
                      Default: QEMU_MIGTEST_BINARIES, else every installed matrix version.
@@ -496,6 +498,7 @@ function render(r: ComboResult): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "--scenario") return (await import("./bench-scenario.ts")).main(argv.slice(1));
   const { values } = parseFlags("bench", argv, {
     binary: { type: "string", multiple: true },
     accel: { type: "string", multiple: true },

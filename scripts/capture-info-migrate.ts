@@ -11,7 +11,7 @@
 //
 // Three pairs per binary:
 //  1. none (both sides), listening (destination), active (both; the source held active by
-//     NON_CONVERGING_PARAMETERS until dirty-sync-count >= 2), completed (both; released with
+//     holdParameters until dirty-sync-count >= 2), completed (both; released with
 //     CONVERGING_PARAMETERS);
 //  2. cancelled: migrate_cancel on the active source; the destination's failed state too when
 //     its migrate-incoming takes exit-on-error=false (otherwise it exits);

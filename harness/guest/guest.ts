@@ -102,7 +102,7 @@ async function until<T>(
   what: string,
   timeoutMs: number,
   probe: () => T | undefined | Promise<T | undefined>,
-  intervalMs = 20,
+  intervalMs = 5,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

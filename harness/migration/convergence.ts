@@ -4,13 +4,7 @@
 
 import type { MigrationParameters } from "../qmp/qapi.ts";
 
-const MiB = 1024 * 1024;
-
-/** Stays active: the guest dirties its range far faster than 32 MiB/s drains it in 10 ms. */
-export const NON_CONVERGING_PARAMETERS: MigrationParameters = {
-  "max-bandwidth": 32 * MiB,
-  "downtime-limit": 10,
-};
+import { MiB } from "../util/units.ts";
 
 /** Completes after the next pass: whatever is dirty fits in a 30 s downtime at 1 GiB/s. */
 export const CONVERGING_PARAMETERS: MigrationParameters = {

@@ -113,6 +113,8 @@ export class MigrationPair {
   /** Replies and events that broke their side's schema: a failure at the next wait. */
   readonly violations: string[] = [];
   private wake: () => void = () => undefined;
+  /** Events received so far: a wait that saw one arrive while it read both sides reads again. */
+  private eventCount = 0;
   private closed?: Promise<string[]>;
   private readonly schemas: Record<Side, QmpSchema>;
   private readonly expectedExits: Partial<Record<Side, ExpectedExit>> = {};
@@ -167,7 +169,10 @@ export class MigrationPair {
         const violations = validateEventData(pair.schemas[side], msg.event, msg.data);
         pair.checkSchema(side, `event ${msg.event}`, violations);
       }
-      pair?.wake();
+      if (pair) {
+        pair.eventCount++;
+        pair.wake();
+      }
     };
     return cleanup.guard(async () => {
       // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
@@ -423,6 +428,7 @@ export class MigrationPair {
     const deadline = Date.now() + limit;
     const poll = this.options.pollIntervalMs ?? 100;
     for (;;) {
+      const eventsBefore = this.eventCount;
       let snaps: Snapshots;
       try {
         const [source, destination] = await Promise.all(SIDES.map((s) => this.snapshot(s)));
@@ -450,6 +456,8 @@ export class MigrationPair {
           undefined,
         );
       }
+      // An event during the reads would otherwise be a lost wake-up: up to a poll interval late.
+      if (this.eventCount !== eventsBefore) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(poll, left));
         this.wake = () => {
