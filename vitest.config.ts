@@ -29,6 +29,12 @@ export default defineConfig({
         timeout: 180_000,
       },
       {
+        name: "full",
+        description:
+          "Only in the full set (npm run test:full, the nightly job): variants beyond the one-per-family smoke set that npm test runs",
+        timeout: 300_000,
+      },
+      {
         name: "matrix",
         description: "Runs across the QEMU version matrix (scripts/install-qemu-matrix)",
         timeout: 300_000,
