@@ -33,10 +33,17 @@ import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
 import { MigrationError } from "./errors.ts";
 import { type ExpectedExit, exitProblems } from "./exit-expectations.ts";
+import { openFdsetFiles } from "./fdset-transport.ts";
 import * as flow from "./flow.ts";
 import type { MigrationOutcome, MigrationResult, SideSnapshot } from "./result.ts";
 import { type Side, Timeline } from "./timeline.ts";
-import { bindAttempts, type Transport, type TransportKind, transportUris } from "./transport.ts";
+import {
+  type AddressArguments,
+  bindAttempts,
+  type Transport,
+  type TransportKind,
+  transportUris,
+} from "./transport.ts";
 import * as waits from "./waits.ts";
 
 export { MigrationConfigError, MigrationError } from "./errors.ts";
@@ -83,6 +90,12 @@ export interface PairOptions {
   transport?: Transport | TransportKind;
   /** tcp only: a fixed port (same as transport {kind: "tcp", port}). */
   port?: number;
+  /**
+   * The URI the source is given instead of the one the destination listens on (a URI
+   * transport): the seam for a relay or proxy between the two, e.g. tcp to a local port that
+   * forwards to the destination's.
+   */
+  outgoingUri?: (destinationUri: string) => string | Promise<string>;
   /** How often both sides are snapshotted while waiting, besides every event. */
   pollIntervalMs?: number;
   startTimeoutMs?: number;
@@ -99,6 +112,8 @@ export interface WaitOptions {
 export interface StatusWaitOptions extends WaitOptions {
   /** Statuses that end the wait with a failure (default: failed and cancelled, unless awaited). */
   failOn?: readonly MigrationStatus[];
+  /** Any other reason to give up at once (e.g. a migration judged not to converge). */
+  failWhen?: (s: Snapshots) => string | undefined;
 }
 
 export type Snapshots = { source: SideSnapshot; destination: SideSnapshot };
@@ -118,6 +133,10 @@ export class MigrationPair {
   private closed?: Promise<string[]>;
   private readonly schemas: Record<Side, QmpSchema>;
   private readonly expectedExits: Partial<Record<Side, ExpectedExit>> = {};
+  /** What `migrate` is given, when not just `{ uri }` (channels). */
+  private outgoingArguments?: AddressArguments;
+  /** A storage transport's migrate-incoming, held until the source completed. */
+  private deferredIncoming?: Record<string, unknown>;
 
   private constructor(
     readonly source: Machine,
@@ -184,16 +203,22 @@ export class MigrationPair {
         unregisterPath(assetsDir);
       });
       const guest = await prepareGuest(guestOptions, memoryMiB, assetsDir);
+      // fdset transport: the migration file's descriptors go to the QEMUs at launch.
+      const kind =
+        typeof options.transport === "object" ? options.transport.kind : options.transport;
+      const fdset = kind === "fdset" ? openFdsetFiles(assetsDir) : undefined;
+      if (fdset) cleanup.defer(() => fdset.close());
       const machineOptions = (side: Side): MachineOptions => {
         const own = options[side] ?? {};
         return {
+          ...(fdset ? { inheritFds: fdset[side].fds } : {}),
           name: side,
           binary: own.binary ?? options.binary,
           accel: options.accel,
           machineType: options.machineType,
           memoryMiB,
           guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
-          extraArgs: own.extraArgs,
+          extraArgs: [...(fdset?.[side].args ?? []), ...(own.extraArgs ?? [])],
           // The destination's RAM on a shared file: the RAM check reads it in place.
           ramBackingFile:
             own.ramBackingFile ?? (side === "destination" && guest.params !== undefined),
@@ -210,6 +235,8 @@ export class MigrationPair {
       for (const l of launched) {
         if (l.status === "fulfilled") cleanup.defer(() => l.value.shutdown());
       }
+      // Each QEMU holds its own copy now.
+      fdset?.close();
       for (const l of launched) if (l.status === "rejected") throw l.reason;
       const [source, destination] = launched.map(
         (l) => (l as PromiseFulfilledResult<Machine>).value,
@@ -350,22 +377,45 @@ export class MigrationPair {
     const attempts = bindAttempts(transport);
     for (let attempt = 1; ; attempt++) {
       const uris = await transportUris(transport, this.destination.dir);
+      this.outgoingArguments = uris.outgoingArguments;
+      const outgoing = this.options.outgoingUri
+        ? await this.options.outgoingUri(uris.outgoing)
+        : uris.outgoing;
+      if (outgoing !== uris.outgoing) {
+        this.timeline.record(
+          "harness",
+          "note",
+          `the source is given ${outgoing}, not ${uris.outgoing}`,
+        );
+      }
       if (!uris.incoming) {
         this.timeline.record(
           "harness",
           "note",
           `the destination does not listen (${transport.kind})`,
         );
-        this.uri = uris.outgoing;
-        return uris.outgoing;
+        this.uri = outgoing;
+        return outgoing;
+      }
+      const args = {
+        ...(uris.incomingArguments ?? { uri: uris.incoming }),
+        ...(options.exitOnError === undefined ? {} : { "exit-on-error": options.exitOnError }),
+      };
+      if (uris.incomingAfterOutgoing) {
+        // The destination reads what the source writes: it is told once the source completed.
+        this.deferredIncoming = args;
+        this.timeline.record(
+          "harness",
+          "note",
+          `the destination loads ${uris.incoming} once the source completed (${transport.kind})`,
+        );
+        this.uri = outgoing;
+        return outgoing;
       }
       try {
-        await this.execute("destination", "migrate-incoming", {
-          uri: uris.incoming,
-          ...(options.exitOnError === undefined ? {} : { "exit-on-error": options.exitOnError }),
-        });
-        this.uri = uris.outgoing;
-        return uris.outgoing;
+        await this.execute("destination", "migrate-incoming", args);
+        this.uri = outgoing;
+        return outgoing;
       } catch (error) {
         // A free port can be taken between the probe and QEMU's bind: pick another.
         if (attempt < attempts && /in use/i.test(String((error as Error).message))) continue;
@@ -385,8 +435,28 @@ export class MigrationPair {
   async startMigration(uri = this.uri): Promise<void> {
     if (!uri) throw new Error("startMigration: no URI (call startIncoming first or pass one)");
     this.phase = "migrate";
+    // The transport's own arguments (channels) for the address startIncoming returned.
+    const args = uri === this.uri && this.outgoingArguments ? this.outgoingArguments : { uri };
     this.uri = uri;
-    await this.execute("source", "migrate", { uri });
+    await this.execute("source", "migrate", { ...args });
+  }
+
+  /** The destination of a storage transport (exec, file, fdset) still has to be told to load. */
+  get incomingDeferred(): boolean {
+    return this.deferredIncoming !== undefined;
+  }
+
+  /**
+   * For a storage transport: once the source has completed, migrate-incoming on the destination
+   * (it loads what the source wrote). A refusal is thrown as QEMU's own ExecuteError.
+   */
+  async startDeferredIncoming(options: StatusWaitOptions = {}): Promise<void> {
+    const args = this.deferredIncoming;
+    if (!args) throw new Error("startDeferredIncoming: no deferred incoming migration");
+    await this.waitForStatus("source", "completed", options);
+    this.deferredIncoming = undefined;
+    this.phase = "incoming";
+    await this.execute("destination", "migrate-incoming", args);
   }
 
   // ------------------------------------------------------------------ snapshots and waits

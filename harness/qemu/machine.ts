@@ -4,7 +4,7 @@
 
 import { closeSync, existsSync, openSync, readSync, rmSync, statfsSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa, type Options, type ResultPromise } from "execa";
 import pRetry, { AbortError } from "p-retry";
 import { dir as tmpDir } from "tmp-promise";
 import { QMPClient } from "../qmp/client.ts";
@@ -44,6 +44,11 @@ export interface MachineOptions {
   /** Arguments that load the guest (firmware, disks). */
   guestArgs?: string[];
   extraArgs?: string[];
+  /**
+   * Descriptors of this process the QEMU inherits, as its fds 3, 4, ... in this order (for
+   * `-add-fd fd=3,...` or `fd:3`): Node cannot pass a descriptor over the QMP socket.
+   */
+  inheritFds?: readonly number[];
   /** Where the machine's temp dir goes: QEMU_MIGTEST_RUN_DIR, else the OS temp dir. */
   parentDir?: string;
   /** Budget from spawn to a negotiated QMP session. */
@@ -134,7 +139,14 @@ export class Machine {
       }),
     ];
     if (ramFile) registerPath(ramFile);
-    const launching: Launching = { name: options.name, binary, dir, ramFile, commandLine };
+    const launching: Launching = {
+      name: options.name,
+      binary,
+      dir,
+      ramFile,
+      commandLine,
+      inheritFds: options.inheritFds ?? [],
+    };
     const { child, pid, exited } = await spawnQemu(launching);
     const qmp = await connectOrKill(launching, options, pid, exited);
     return new Machine(
@@ -270,6 +282,7 @@ interface Launching {
   dir: string;
   ramFile: string | undefined;
   commandLine: string[];
+  inheritFds: readonly number[];
 }
 
 /** The machine's own temp dir, registered for removal; refused when its socket path cannot fit. */
@@ -297,9 +310,7 @@ async function spawnQemu(
   const { file, args } = spawnCommand(l.commandLine, setpriv);
   const log = machineFiles(l.dir).stderrLog;
   const child = execa(file, args, {
-    stdin: "ignore",
-    stdout: { file: log, append: true },
-    stderr: { file: log, append: true },
+    stdio: inheritedStdio(log, l.inheritFds),
     reject: false,
     cleanup: true,
     // No graceful step here: shutdown() does quit and SIGTERM itself.
@@ -321,6 +332,16 @@ async function spawnQemu(
     return { exitCode: r.exitCode, signal: r.signal };
   });
   return { child, pid, exited };
+}
+
+/**
+ * stdin ignored, stdout and stderr to the log, then the inherited descriptors as the child's
+ * fds 3, 4, ... Node's spawn takes any descriptor number there (and execa passes it through);
+ * execa's types only list 3..9, hence the cast.
+ */
+function inheritedStdio(log: string, fds: readonly number[]): Options["stdio"] {
+  const file = { file: log, append: true } as const;
+  return ["ignore", file, file, ...fds] as unknown as Options["stdio"];
 }
 
 /** A negotiated QMP session; otherwise QEMU is killed, its dir removed, and the error says why. */

@@ -50,6 +50,7 @@ export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
     keepQemuConvergenceDefaults: true,
     ...(scenario.guest ? { guest: scenario.guest } : {}),
     ...(scenario.transport ? { transport: scenario.transport } : {}),
+    ...(scenario.outgoingUri ? { outgoingUri: scenario.outgoingUri } : {}),
     ...(scenario.machineType ? { machineType: scenario.machineType } : {}),
     ...(scenario.pollIntervalMs ? { pollIntervalMs: scenario.pollIntervalMs } : {}),
     ...(where.parentDir ? { parentDir: where.parentDir } : {}),
@@ -144,6 +145,12 @@ async function reachOutcome(
   }
   switch (expected.status) {
     case "completed": {
+      // A storage transport (exec, file, fdset): the destination loads what the source wrote.
+      if (pair.incomingDeferred) {
+        await pair.startDeferredIncoming({
+          timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
+        });
+      }
       await pair.waitForStatuses(
         { source: ["completed"], destination: ["completed"] },
         { timeoutMs: scenario.timeoutMs ?? timeoutMs("migration") },
@@ -223,6 +230,17 @@ export async function runScenario(
     result = await refused(pair, error, expected, uri, started);
     await scenario.hooks?.afterMigrate?.(pair, result);
     return { pair, result };
+  }
+  if (pair.incomingDeferred && expected.status === "qmp-error") {
+    // The destination of a storage transport refuses what the source wrote, or how it is told.
+    try {
+      await pair.startDeferredIncoming({ timeoutMs: scenario.timeoutMs ?? timeoutMs("migration") });
+    } catch (error) {
+      if (!(error instanceof ExecuteError)) throw error;
+      result = await refused(pair, error, expected, uri, started);
+      await scenario.hooks?.afterMigrate?.(pair, result);
+      return { pair, result };
+    }
   }
   result = await reachOutcome(pair, scenario, uri, started);
   await scenario.hooks?.afterMigrate?.(pair, result);

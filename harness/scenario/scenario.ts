@@ -76,6 +76,11 @@ export interface Scenario {
   /** Further QEMU arguments (devices, objects, chardevs). */
   qemuArgs?: PerSide<string[]>;
   transport?: Transport;
+  /**
+   * The URI the source is given instead of the destination's (URI transports): a relay or proxy
+   * the test puts between the two sides.
+   */
+  outgoingUri?: (destinationUri: string) => string | Promise<string>;
   /** Guest running during migration (default true); false stops the source first, as qtest does. */
   live?: boolean;
   capabilities?: PerSide<MigrationCapabilities>;
