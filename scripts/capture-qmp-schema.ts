@@ -8,13 +8,14 @@
 // MAX_GZ_BYTES it is trimmed to the entities reachable from MIGRATION_ROOTS (see trimSchema) and the
 // fixtures README says so.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { MigrationPair } from "../harness/migration/pair.ts";
 import { Machine } from "../harness/qemu/machine.ts";
 import { MIGRATION_ROOTS, trimSchema } from "../harness/qmp/schema-trim.ts";
+import { makeDir } from "../harness/util/make-dir.ts";
 import { KiB } from "../harness/util/units.ts";
 
 const MAX_GZ_BYTES = 100 * KiB;
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
   }
   const { major, minor, micro } = m.binary;
   const label = values.label ?? `${major}.${minor}`;
-  await mkdir(values.out, { recursive: true });
+  await makeDir(values.out);
   const fullJson = JSON.stringify(schema.info);
   let gz = gzipSync(fullJson, { level: 9 });
   let note = `full schema, ${schema.info.length} entities`;

@@ -2,8 +2,7 @@
 // inside it), probes the QEMU binaries under test once, and at the end sweeps the root: any QEMU
 // still alive by its PID file is a leak, killed and reported as a failure of the run.
 
-import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import {
@@ -11,6 +10,7 @@ import {
   selectBinariesUnderTest,
 } from "../harness/qemu/binaries-under-test.ts";
 import { sweepRunDir } from "../harness/qemu/process-registry.ts";
+import { sharedMemoryDir } from "../harness/util/paths.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -22,7 +22,7 @@ declare module "vitest" {
 export default async function setup(project: TestProject) {
   // Short root (unix socket paths must stay under 108 bytes), on tmpfs where there is one: guest
   // RAM files then live inside machine dirs and go with the final sweep, whatever happened.
-  const runDir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "qmt-"));
+  const runDir = mkdtempSync(join(sharedMemoryDir(), "qmt-"));
   process.env.QEMU_MIGTEST_RUN_DIR = runDir;
   project.provide("runDir", runDir);
   project.provide("binaries", await selectBinariesUnderTest());

@@ -1,7 +1,7 @@
 // The A/B run: build the base and the patched QEMU, run the same scenario on both, compare the
 // schemas, the per-phase query-migrate members and HMP lines, and the suite verdicts.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { checkRemaining } from "../checks/remaining-checks.ts";
 import { compareWithQmp } from "../hmp/compare-qmp.ts";
@@ -12,6 +12,7 @@ import { QmpSchema } from "../qmp/schema.ts";
 import { formatViolations, validateReply } from "../qmp/validate.ts";
 import { renderReportHtml } from "../report/html.ts";
 import { saveRun } from "../report/run-artefacts.ts";
+import { makeDir } from "../util/make-dir.ts";
 import {
   AB_FORMAT,
   type AbBuildSummary,
@@ -116,7 +117,7 @@ function verdictsOf(
 export async function runAb(options: AbOptions): Promise<AbOutcome> {
   const log = options.log ?? (() => undefined);
   const scenario: AbScenario = { ...DEFAULT_AB_SCENARIO, ...options.scenario };
-  await mkdir(options.outDir, { recursive: true });
+  await makeDir(options.outDir);
   // One after the other: they share one tree, and the machine has two cores.
   const baseBuild = await buildVariant(options, log, "base", []);
   const patchedBuild = await buildVariant(options, log, "patched", options.patches);

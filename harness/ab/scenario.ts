@@ -29,7 +29,7 @@ export interface AbSnapshot {
 
 export interface AbScenario {
   accel: AccelRequest;
-  transport: TransportKind;
+  transport: "tcp" | "unix";
   memoryMiB: number;
   /** Source max-bandwidth (bytes/s) while the active phase is sampled. */
   maxBandwidth: number;

@@ -2,16 +2,14 @@
 // a summary of both sides and the guest RAM check at the end; optionally saved as a run file
 // and an HTML report.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { DEFAULT_STALLED_PASSES } from "../checks/convergence.ts";
 import { DEFAULT_DIRTY_RATE_MIBPS, dirtyRatePagesPerSecond } from "../guest/dirty-rate.ts";
-import {
-  MigrationPair,
-  type MigrationResult,
-  type PairOptions,
-  type TransportKind,
-} from "../migration/pair.ts";
+import { CONVERGING_PARAMETERS } from "../migration/convergence.ts";
+import { MigrationPair, type MigrationResult, type PairOptions } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
+import { commonMachineType } from "../qemu/machine-types.ts";
 import { resolveQemuBinary } from "../qemu/matrix.ts";
 import type { MigrationParameters } from "../qmp/qapi.ts";
 import { renderReportHtml } from "../report/html.ts";
@@ -23,6 +21,10 @@ import {
   slugify,
   type Verdict,
 } from "../report/run-artefacts.ts";
+import type { MigrateSetParameters, MigrationCapabilities } from "../scenario/qapi-names.ts";
+import { runScenario } from "../scenario/run.ts";
+import type { Scenario } from "../scenario/scenario.ts";
+import { makeDir } from "../util/make-dir.ts";
 import {
   capabilities,
   integer,
@@ -57,6 +59,7 @@ export const migrateOptions = {
   "dirty-rate": { type: "string" },
   "page-spin": { type: "string" },
   "timeout-s": { type: "string" },
+  "keep-going": { type: "boolean" },
   results: { type: "string" },
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -88,6 +91,8 @@ expected downtime), then both sides' final query-migrate and info migrate and th
   --page-spin N               bootblock, raw knob: busy-loop iterations after each page write,
                               on top of the pacing (default 0)
   --timeout-s N               give up waiting for completion after N s (default 120)
+  --keep-going                wait for the timeout even once the migration is judged not to
+                              converge (by default it stops after ${DEFAULT_STALLED_PASSES} passes without progress, saying why)
   --results DIR               save the run (DIR/runs/<name>.json) and its HTML report
                               (DIR/reports/<name>.html); default $QEMU_MIGTEST_RESULTS if set
   --progress auto|tty|plain|none
@@ -102,7 +107,7 @@ export interface MigrateSettings {
   destinationBinary: string;
   accel: AccelRequest;
   guest: Guest;
-  transport: TransportKind;
+  transport: "tcp" | "unix";
   memoryMiB: number;
   machineType?: string;
   capabilities: Record<string, boolean>;
@@ -112,6 +117,8 @@ export interface MigrateSettings {
   dirtyRateMiBps: number;
   pageSpin: number;
   timeoutMs: number;
+  /** Wait for the timeout even when the migration is judged not to converge. */
+  keepGoing: boolean;
   resultsDir?: string;
   progress: "auto" | "tty" | "plain" | "none";
 }
@@ -148,6 +155,7 @@ export function migrateSettings(
     dirtyRateMiBps: dirtyRateFlag(v["dirty-rate"]),
     pageSpin: integer("--page-spin", v["page-spin"]) ?? 0,
     timeoutMs: (integer("--timeout-s", v["timeout-s"]) ?? 120) * 1000,
+    keepGoing: v["keep-going"] === true,
     ...((v.results ?? env.QEMU_MIGTEST_RESULTS)
       ? { resultsDir: v.results ?? env.QEMU_MIGTEST_RESULTS }
       : {}),
@@ -189,19 +197,30 @@ export async function runMigrate(
         ? { write: () => undefined }
         : { write: (t) => out.write(t), isTTY: settings.progress === "tty", columns: out.columns };
   const progress = new Progress(progressOut);
-  const say = (text: string) => progress.line(text);
+  // `none` silences the progress lines only: what was run, the verdicts and a failure still print.
+  const say = (text: string) =>
+    settings.progress === "none" ? out.write(`${text}\n`) : progress.line(text);
+  if (settings.resultsDir) await assertWritableDir(settings.resultsDir, "--results");
   const [source, destination] = await Promise.all([
     resolveQemuBinary(settings.sourceBinary),
     resolveQemuBinary(settings.destinationBinary),
   ]);
 
+  // "pc" is an alias for each binary's own newest type: two versions disagree on it, so a
+  // cross-version pair gets the newest versioned type both offer (as the suites do).
+  let machineType = settings.machineType;
+  if (!machineType && source.path !== destination.path) {
+    machineType = await commonMachineType([source.path, destination.path], "pc-i440fx");
+    say(
+      `machine type: ${machineType} (the newest versioned type both QEMUs offer; "pc" means a different one on each; --machine-type overrides)`,
+    );
+  }
   const range = bootblockRange(settings.memoryMiB);
+  for (const note of replacedDefaults(settings)) say(note);
   let pair: MigrationPair | undefined;
-  const options: PairOptions = {
-    binary: source.path,
-    accel: settings.accel,
+  const scenario: Scenario = {
     memoryMiB: settings.memoryMiB,
-    ...(settings.machineType ? { machineType: settings.machineType } : {}),
+    ...(machineType ? { machineType } : {}),
     guest:
       settings.guest === "bootblock"
         ? {
@@ -211,19 +230,31 @@ export async function runMigrate(
             pageSpin: settings.pageSpin,
           }
         : { kind: "none" },
-    capabilities: settings.capabilities,
-    parameters: settings.parameters,
-    transport: settings.transport,
-    source: { binary: source.path, parameters: settings.sourceParameters },
-    destination: { binary: destination.path },
-    onSnapshot: (side, snap) =>
-      progress.snapshot(
-        side,
-        snap,
-        pair?.timeline.of("source", "event").filter((e) => e.data.event === "MIGRATION_PASS")
-          .length,
-      ),
+    transport: { kind: settings.transport },
+    // Names come from the command line: checked against each QEMU at run time, and a name the
+    // QEMU lacks is an error here, not a skip.
+    capabilities: { both: settings.capabilities as MigrationCapabilities },
+    parameters: {
+      both: settings.parameters as MigrateSetParameters,
+      source: settings.sourceParameters as MigrateSetParameters,
+    },
+    required: [
+      ...Object.keys(settings.capabilities),
+      ...Object.keys(settings.parameters),
+      ...Object.keys(settings.sourceParameters),
+    ] as Scenario["required"] & string[],
+    binaries: { source: source.path, destination: destination.path },
+    timeoutMs: settings.timeoutMs,
+    ...(settings.keepGoing ? { convergence: "wait" as const } : {}),
+    // The RAM check runs below so that a failing one still gives its verdict and summary.
+    ramCheck: false,
   };
+  const onSnapshot: PairOptions["onSnapshot"] = (side, snap) =>
+    progress.snapshot(
+      side,
+      snap,
+      pair?.timeline.of("source", "event").filter((e) => e.data.event === "MIGRATION_PASS").length,
+    );
   const extraOptions = {
     guest: settings.guest,
     ...(settings.guest === "bootblock"
@@ -236,22 +267,31 @@ export async function runMigrate(
         }
       : {}),
   };
-  pair = await MigrationPair.launch(options);
   let result: MigrationResult | undefined;
   let failure: unknown;
   let ramCheck: RamCheckVerdict | undefined;
   const verdicts: Verdict[] = [];
-  try {
+  const launch = async (o: PairOptions) => {
+    pair = await MigrationPair.launch({ ...o, onSnapshot });
     for (const side of ["source", "destination"] as const) {
       const m = pair.machine(side);
       say(
         `${side}: QEMU ${m.binary.version} pid ${m.pid} accel ${m.accel.accel} (${m.accel.reason}) dir ${m.dir}`,
       );
     }
-    try {
-      // The RAM check runs below so that a failing one still gives its verdict and summary.
-      result = await pair.migrate({ timeoutMs: settings.timeoutMs, ramCheck: false });
-      progress.finish();
+    return pair;
+  };
+  try {
+    result = (await runScenario(scenario, { binary: source.path, accel: settings.accel }, launch))
+      .result;
+  } catch (error) {
+    if (!pair) throw error;
+    failure = error;
+  }
+  progress.finish();
+  const p = pair as unknown as MigrationPair;
+  try {
+    if (result) {
       say(`migration over ${result.uri} completed in ${result.durationMs} ms`);
       verdicts.push(
         { name: "both sides completed", ok: true },
@@ -261,16 +301,18 @@ export async function runMigrate(
           detail: result.destination.vm.status,
         },
       );
-      if (pair.guest.params) {
-        const { check } = await pair.checkRam();
-        ramCheck = { ok: check.ok, summary: check.summary };
+      if (p.guest.params) {
+        try {
+          const { check } = await p.checkRam();
+          ramCheck = { ok: check.ok, summary: check.summary };
+        } catch (error) {
+          failure = error;
+        }
       }
-    } catch (error) {
-      progress.finish();
-      failure = error;
-      verdicts.push({ name: "both sides completed", ok: false, detail: firstLine(error) });
+    } else {
+      verdicts.push({ name: "both sides completed", ok: false, detail: firstLine(failure) });
     }
-    const run = await recordPair(pair, {
+    const run = await recordPair(p, {
       name: "qemu-migtest migrate",
       ...(result ? { result } : {}),
       ...(failure !== undefined ? { error: failure } : {}),
@@ -289,7 +331,33 @@ export async function runMigrate(
     const ok = failure === undefined && (ramCheck?.ok ?? true) && verdicts.every((v) => v.ok);
     return { run, ok, files };
   } finally {
-    await pair.close();
+    await p.close();
+  }
+}
+
+/** Which of the harness's converging defaults (CONVERGING_PARAMETERS) a flag replaced. */
+export function replacedDefaults(settings: MigrateSettings): string[] {
+  if (settings.guest !== "bootblock") return [];
+  const chosen = { ...settings.parameters, ...settings.sourceParameters };
+  const replaced = Object.keys(CONVERGING_PARAMETERS).filter((k) => k in chosen);
+  if (replaced.length === 0) return [];
+  const kept = Object.entries(CONVERGING_PARAMETERS).filter(([k]) => !(k in chosen));
+  return [
+    `note: ${replaced.map((k) => `${k} ${JSON.stringify(chosen[k])}`).join(", ")} replaces the harness's converging default${replaced.length > 1 ? "s" : ""} (${replaced.map((k) => `${k} ${JSON.stringify(CONVERGING_PARAMETERS[k])}`).join(", ")})${kept.length > 0 ? `; ${kept.map(([k, v]) => `${k} stays at the harness's ${JSON.stringify(v)}`).join(", ")}` : ""}`,
+  ];
+}
+
+/** A results dir that cannot be written is refused before anything is launched. */
+async function assertWritableDir(dir: string, flag: string): Promise<void> {
+  try {
+    await makeDir(dir);
+    const probe = join(dir, `.qemu-migtest-write-test-${process.pid}`);
+    await writeFile(probe, "");
+    await rm(probe, { force: true });
+  } catch (error) {
+    throw new UsageError(
+      `${flag} ${dir}: cannot write there (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose a directory you can create and write`,
+    );
   }
 }
 
@@ -299,7 +367,7 @@ async function saveArtefacts(
 ): Promise<{ run: string; report: string }> {
   const base = `migrate-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   const runPath = await saveRun(join(dir, "runs"), run, slugify(base));
-  await mkdir(join(dir, "reports"), { recursive: true });
+  await makeDir(join(dir, "reports"));
   const reportPath = join(dir, "reports", `${slugify(base)}.html`);
   await writeFile(reportPath, renderReportHtml(run));
   return { run: runPath, report: reportPath };

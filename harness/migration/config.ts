@@ -2,6 +2,7 @@
 // what that QEMU reports first (an unknown one is a clear error listing the known ones), and every
 // value is read back after setting.
 
+import { rawReplyText } from "../qmp/client.ts";
 import type { MigrationParameters } from "../qmp/qapi.ts";
 import { MigrationConfigError } from "./errors.ts";
 import type { MigrationPair } from "./pair.ts";
@@ -52,11 +53,24 @@ export async function setParameters(
   }
   await pair.execute(side, "migrate-set-parameters", parameters);
   const after = await pair.queryParameters(side);
+  const raw = rawReplyText(after);
   for (const [name, value] of Object.entries(parameters)) {
-    if (JSON.stringify(after[name]) !== JSON.stringify(value)) {
-      throw new MigrationConfigError(
-        `${side}: parameter ${name} was set to ${JSON.stringify(value)} but query-migrate-parameters reads back ${JSON.stringify(after[name])}`,
-      );
-    }
+    const read = exactInteger(raw, name) ?? JSON.stringify(after[name]);
+    if (read === JSON.stringify(value)) continue;
+    const wrapped =
+      typeof value === "number" && Number.isInteger(value) && value < 0
+        ? (2n ** 64n + BigInt(value)).toString()
+        : undefined;
+    throw new MigrationConfigError(
+      read === wrapped
+        ? `${side}: parameter ${name} was set to ${value}, which QEMU took as ${read} (2^64 ${value}: it wraps a negative value of an unsigned parameter); give a value from 0 up`
+        : `${side}: parameter ${name} was set to ${JSON.stringify(value)} but query-migrate-parameters reads back ${read}`,
+    );
   }
+}
+
+/** The integer literal QEMU sent for a top-level member, exactly (also beyond 2^53). */
+function exactInteger(raw: string | undefined, name: string): string | undefined {
+  const escaped = name.replace(/[-/\\^$*+?.()|[\]{}]/g, "\\$&");
+  return raw?.match(new RegExp(`"${escaped}":\\s*(-?\\d+)(?=[,}\\s])`))?.[1];
 }

@@ -37,7 +37,7 @@ export function waitForStatuses(
           const desc = s[side].migration["error-desc"];
           return `the ${side} reports migration status "${status}"${desc ? ` (${desc})` : ""}`;
         }
-        return undefined;
+        return options.failWhen?.(s);
       },
     },
   );

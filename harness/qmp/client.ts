@@ -101,6 +101,16 @@ function isGreeting(msg: Record<string, unknown>): msg is Record<string, unknown
  * One QMP connection. Single use: once a connection that reached "running" ends (or disconnect()
  * is called), make a new client. A failed connect() leaves it idle, so connect() may be retried.
  */
+const RAW_REPLIES = new WeakMap<object, string>();
+
+/**
+ * The text QEMU sent for a reply object returned by execute(): integers beyond 2^53 in it can be
+ * read exactly there (JSON.parse rounds them), e.g. a parameter QEMU read back as a wrapped uint64.
+ */
+export function rawReplyText(reply: object): string | undefined {
+  return RAW_REPLIES.get(reply);
+}
+
 export class QMPClient {
   readonly name: string;
   readonly defaultTimeoutMs: number;
@@ -363,6 +373,7 @@ export class QMPClient {
       this.protocolError(`not JSON (${(error as Error).message}): ${line.slice(0, 200)}`, line);
       return;
     }
+    if (isObject(msg) && isObject(msg.return)) RAW_REPLIES.set(msg.return, line);
     this.record("received", msg);
     if (!isObject(msg)) {
       this.protocolError(`expected a JSON object, got ${line.slice(0, 200)}`, msg);

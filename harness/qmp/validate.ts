@@ -147,6 +147,18 @@ function checkBuiltin(
     out.push({ path, problem: "not an integer", expected, actual: value });
     return;
   }
+  // Above 2^53 a JSON number no longer reads back exactly as a JS number: no comparison of it
+  // could be trusted, and no real byte or page count of a migration gets there (8 PiB).
+  if (jsonType === "int" && kind === "number" && !Number.isSafeInteger(value)) {
+    out.push({
+      path,
+      problem:
+        "an integer beyond 2^53 (a wrapped negative or an overflow?), not exactly representable",
+      expected,
+      actual: value,
+    });
+    return;
+  }
   const wire = jsonType === "int" ? "number" : jsonType;
   const ok = WIRE_KINDS.includes(wire) && kind === wire;
   if (!ok) out.push({ path, problem: "wrong JSON type", expected, actual: value });

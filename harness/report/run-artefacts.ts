@@ -3,7 +3,7 @@
 // lines, QEMU versions, accelerators, the options asked for, the final QMP and HMP state,
 // capabilities and parameters as read back, and the verdicts. Reports are rendered from it.
 
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { MigrationPair, MigrationResult } from "../migration/pair.ts";
 import type { Side, TimelineEntry } from "../migration/timeline.ts";
@@ -13,6 +13,7 @@ import type {
   MigrationParameters,
   StatusInfo,
 } from "../qmp/qapi.ts";
+import { makeDir } from "../util/make-dir.ts";
 
 export const RUN_FORMAT = "qemu-migtest-run/1";
 
@@ -157,7 +158,7 @@ export async function saveRun(
   run: RunRecord,
   baseName: string = slugify(run.name),
 ): Promise<string> {
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir);
   const path = join(dir, `${baseName}.json`);
   await writeFile(path, `${JSON.stringify(run, null, 1)}\n`);
   return path;
