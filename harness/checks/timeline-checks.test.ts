@@ -45,6 +45,16 @@ describe("timeline checks over recorded real output", () => {
     );
   });
 
+  test("in a final state too: 7.2 says completed before it fills total-time (HMP matching the earlier read)", () => {
+    const f = fixture("7.2.22-source-completed");
+    const hmp = f.hmp.replace(/total time: \d+ ms/, "total time: 0 ms");
+    const early = { ...f.qmp, "total-time": 0 };
+    expect(hmpAgainstQmpProblems(bracket(early, hmp, f.qmp), "source")).toEqual([]);
+    expect(hmpAgainstQmpProblems(bracket(f.qmp, hmp, f.qmp), "source").join("\n")).toMatch(
+      /total-time: HMP 0 but QMP \d+/,
+    );
+  });
+
   test("HMP showing another state than a stable QMP is a problem", () => {
     const active = fixture("11.1.3-source-active");
     const completed = fixture("11.1.3-source-completed");

@@ -46,11 +46,12 @@ export function hmpAgainstQmpProblems(timeline: Timeline, side: Side): string[] 
       continue;
     }
     const live = !FINAL.includes(b.after.status ?? "");
-    // While live, HMP printed some instant between the two reads: a member that moved (e.g.
-    // setup-time, set just after the status turns active) may match either read.
-    const againstBefore = live ? compareWithQmp(parsed, b.before, { live }).map(memberOf) : [];
-    const differences = compareWithQmp(parsed, b.after, { live }).filter(
-      (d) => !live || againstBefore.includes(memberOf(d)),
+    // HMP printed some instant between the two reads: a member that moved meanwhile may match
+    // either read. That holds in final states too: 7.2 flips the status to completed before it
+    // fills total-time, downtime and mbps, so HMP can print "completed" with a total time of 0.
+    const againstBefore = compareWithQmp(parsed, b.before, { live }).map(memberOf);
+    const differences = compareWithQmp(parsed, b.after, { live }).filter((d) =>
+      againstBefore.includes(memberOf(d)),
     );
     for (const d of differences) {
       problems.push(
@@ -67,7 +68,8 @@ export function counterProblems(timeline: Timeline): string[] {
   let previous: { t: number; ram: MigrationStats } | undefined;
   for (const { t, data } of timeline.of("source", "query-migrate")) {
     if (data.status === "setup" || !data.ram) {
-      if (data.status === "setup") previous = undefined;
+      // A failed or cancelled attempt reports no ram: the next one starts from zero.
+      if (["setup", "failed", "cancelled"].includes(data.status ?? "")) previous = undefined;
       continue;
     }
     if (previous) {

@@ -11,7 +11,7 @@ import { QMPClient } from "../qmp/client.ts";
 import { QMPConnectError } from "../qmp/errors.ts";
 import type { StatusInfo } from "../qmp/qapi.ts";
 import { QmpSchema } from "../qmp/schema.ts";
-import { sharedMemoryDir } from "../util/paths.ts";
+import { runParentDir, sharedMemoryDir } from "../util/paths.ts";
 import { indent, quoteCommandLine } from "../util/text.ts";
 import { MiB } from "../util/units.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
@@ -287,7 +287,7 @@ interface Launching {
 
 /** The machine's own temp dir, registered for removal; refused when its socket path cannot fit. */
 async function createMachineDir(options: MachineOptions): Promise<string> {
-  const parentDir = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
+  const parentDir = runParentDir(options.parentDir, defaultParentDir);
   const tmp = await tmpDir({ tmpdir: parentDir, prefix: `${options.name.slice(0, 8)}-` });
   const dir = tmp.path;
   registerPath(dir);
@@ -388,6 +388,15 @@ async function connectOrKill(
   }
 }
 
+/**
+ * The first line on a connection was not the greeting (seen under load: an event such as
+ * RESUME came first, the greeting having gone to an earlier attempt's connection). A fresh
+ * connection gets a fresh greeting, so that one is worth another attempt; silence is not.
+ */
+function greetingLost(error: QMPConnectError): boolean {
+  return error.message.includes("expected the QMP greeting, got");
+}
+
 /** Connect a fresh client per attempt (a failed client is spent) until QEMU greets or dies. */
 async function connectWhileAlive(
   newClient: () => QMPClient,
@@ -420,7 +429,7 @@ async function connectWhileAlive(
         // A socket that accepts but never greets will not start greeting on a retry.
         !exit &&
         Date.now() < deadline &&
-        !(error instanceof QMPConnectError && error.phase === "greeting"),
+        !(error instanceof QMPConnectError && error.phase === "greeting" && !greetingLost(error)),
     },
   ).catch((error: Error) => {
     if (exit) throw new Error(`QEMU exited (${describeExit(exit)})`);
