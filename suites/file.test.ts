@@ -7,7 +7,10 @@ import { expect, onTestFinished } from "vitest";
 import { directIoDir } from "../harness/migration/direct-io.ts";
 import type { MigrationPair } from "../harness/migration/pair.ts";
 import { migrationFilePath, type Transport } from "../harness/migration/transport.ts";
-import { missingTransport } from "../harness/migration/transport-support.ts";
+import {
+  declareSwitchoverBandwidth,
+  missingTransport,
+} from "../harness/migration/transport-support.ts";
 import { MiB } from "../harness/util/units.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
@@ -36,12 +39,17 @@ function fileSize(pair: MigrationPair, t: Transport): number {
 }
 
 forEachQemu("exec and file", (b) => {
-  test(`exec: out through cat into a file, back in through cat, RAM intact ${where(b)}`, async ({
+  test(`exec: out through cat into a file (source stopped), back in through cat, RAM intact ${where(b)}`, async ({
     scenario,
   }) => {
     const transport: Transport = { kind: "exec" };
-    const { pair, result } = await scenario({ memoryMiB: MEMORY_MIB, transport });
-    expect(result.uri).toMatch(/^exec:cat > .*migration\.bin$/);
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      hooks: { beforeMigrate: declareSwitchoverBandwidth },
+      transport,
+      live: false,
+    });
+    expect(result.uri).toMatch(/^exec:cat > \S*migration\.bin && touch /);
     expectCompletedMigration(pair, result, MEMORY_MIB);
     expectLoadedAfterSourceCompleted(pair);
   });
@@ -50,6 +58,7 @@ forEachQemu("exec and file", (b) => {
     const transport: Transport = { kind: "file" };
     const { pair, result } = await scenario({
       memoryMiB: MEMORY_MIB,
+      hooks: { beforeMigrate: declareSwitchoverBandwidth },
       transport,
       live: false,
       skipIf: (p) => missingTransport(p, transport),
@@ -71,6 +80,7 @@ forEachQemu("exec and file", (b) => {
         live: false,
         skipIf: (p) => missingTransport(p, transport),
         hooks: {
+          beforeMigrate: declareSwitchoverBandwidth,
           afterMigrate: (p) => {
             // Nothing written before the offset: the file starts with a hole of that size.
             const head = readHead(migrationFilePath(transport, p.destination.dir), offset + 4);
@@ -95,6 +105,7 @@ forEachQemu("exec and file", (b) => {
       const transport: Transport = { kind: "file", offset: "0x20M" };
       const { result } = await scenario({
         memoryMiB: MEMORY_MIB,
+        hooks: { beforeMigrate: declareSwitchoverBandwidth },
         transport,
         skipIf: (p) => missingTransport(p, transport),
         expect: {
@@ -120,6 +131,7 @@ forEachQemu("exec and file", (b) => {
         const transport: Transport = { kind: "file" };
         const { pair, result } = await scenario({
           memoryMiB: MEMORY_MIB,
+          hooks: { beforeMigrate: declareSwitchoverBandwidth },
           transport,
           live,
           capabilities: { both: { "mapped-ram": true } },
@@ -137,6 +149,7 @@ forEachQemu("exec and file", (b) => {
         const transport: Transport = { kind: "file" };
         const { pair, result } = await scenario({
           memoryMiB: MEMORY_MIB,
+          hooks: { beforeMigrate: declareSwitchoverBandwidth },
           transport,
           live,
           capabilities: { both: { "mapped-ram": true, multifd: true } },
@@ -159,6 +172,7 @@ forEachQemu("exec and file", (b) => {
       const transport: Transport = { kind: "file", directory: place.dir };
       const { pair, result } = await scenario({
         memoryMiB: MEMORY_MIB,
+        hooks: { beforeMigrate: declareSwitchoverBandwidth },
         transport,
         live: false,
         capabilities: { both: { "mapped-ram": true, multifd: true } },

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { FDSET } from "./transport.ts";
 
 export interface FdsetSide {
-  /** This process's descriptor, to be inherited as the QEMU's fd FDSET.childFd. */
+  /** This process's descriptors, inherited as the QEMU's fds 3 (FDSET.childFd), 4 (FDSET.rawFd). */
   fds: number[];
   /** `-add-fd` registering it in fdset FDSET.id. */
   args: string[];
@@ -31,15 +31,17 @@ export function openFdsetFiles(dir: string): FdsetFiles {
   // The reader is opened before anything is written: it sees the source's writes (same inode).
   const out = openSync(path, "w", 0o600);
   const inn = openSync(path, "r");
-  const open = [out, inn];
-  const side = (fd: number, opaque: string): FdsetSide => ({
-    fds: [fd],
+  // For `fd:N`: -add-fd closes the descriptor it registers (keeping a dup), so `fd:` gets its own.
+  const raw = openSync(path, "r");
+  const open = [out, inn, raw];
+  const side = (fds: number[], opaque: string): FdsetSide => ({
+    fds,
     args: ["-add-fd", `fd=${FDSET.childFd},set=${FDSET.id},opaque=${opaque}`],
   });
   return {
     path,
-    source: side(out, FDSET_OPAQUE.source),
-    destination: side(inn, FDSET_OPAQUE.destination),
+    source: side([out], FDSET_OPAQUE.source),
+    destination: side([inn, raw], FDSET_OPAQUE.destination),
     close() {
       for (const fd of open.splice(0)) closeSync(fd);
     },

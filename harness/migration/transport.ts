@@ -38,10 +38,11 @@ export type Transport =
   | { kind: "file"; offset?: number | string; directory?: string }
   /**
    * The migration file as descriptors inherited at launch and registered with `-add-fd` (as
-   * libvirt hands QEMU its files): the source writes `file:/dev/fdset/N`; the destination reads
-   * `fd:N` (`incoming: "fd"`, the default) or `file:/dev/fdset/N` (`incoming: "fdset"`).
+   * libvirt hands QEMU its files): the source writes `file:/dev/fdset/N` (or, `outgoing:
+   * "exec"`, `exec:cat > F` into the same file, for a QEMU without file migration); the
+   * destination reads `fd:N` (`incoming: "fd"`, the default) or `file:/dev/fdset/N`.
    */
-  | { kind: "fdset"; incoming?: "fd" | "fdset" }
+  | { kind: "fdset"; incoming?: "fd" | "fdset"; outgoing?: "fdset" | "exec" }
   /**
    * `channels` instead of `uri` (QEMU 9.0+), a tcp socket unless `address` says otherwise.
    * `give` asks for a malformed command on purpose: both `uri` and `channels`, or neither (QEMU
@@ -64,10 +65,25 @@ export interface TransportUris {
   outgoingArguments?: AddressArguments;
   /** The destination loads only after the source completed (a file or a pipe into one). */
   incomingAfterOutgoing?: boolean;
+  /**
+   * A file that exists once the stream is whole on disk: QEMU reports `completed` when it has
+   * written into exec's pipe, before `cat` has necessarily written it all to the file.
+   */
+  incomingReady?: string;
 }
 
-/** Where the fdset transport's inherited descriptors sit in each QEMU, and their fdset. */
-export const FDSET = { id: 1, childFd: 3 } as const;
+/** exec's outgoing command: the copy, then a marker once `cat` has written everything. */
+function execInto(file: string): { outgoing: string; incomingReady: string } {
+  // QEMU runs it with /bin/sh -c; the paths are ours (temp dirs, no quoting needed).
+  return { outgoing: `exec:cat > ${file} && touch ${file}.done`, incomingReady: `${file}.done` };
+}
+
+/**
+ * Where the fdset transport's inherited descriptors sit in each QEMU: `childFd` goes into fdset
+ * `id` (-add-fd keeps its own dup and closes the original, so that number is reused by QEMU);
+ * the destination also inherits `rawFd`, in no fdset, for `fd:N`.
+ */
+export const FDSET = { id: 1, childFd: 3, rawFd: 4 } as const;
 
 /** The migration file of the storage transports. */
 export function migrationFilePath(t: Transport, destinationDir: string): string {
@@ -81,7 +97,12 @@ export function bindAttempts(t: Transport): number {
   return t.kind === "tcp" && t.port === undefined ? 5 : 1;
 }
 
-export async function transportUris(t: Transport, destinationDir: string): Promise<TransportUris> {
+export async function transportUris(
+  t: Transport,
+  destinationDir: string,
+  /** The fdset transport's file (the pair opened it at launch). */
+  fdsetFile?: string,
+): Promise<TransportUris> {
   switch (t.kind) {
     case "unix": {
       const uri = `unix:${join(destinationDir, "migration.sock")}`;
@@ -95,13 +116,8 @@ export async function transportUris(t: Transport, destinationDir: string): Promi
     case "tcp-nobody-listening":
       return { outgoing: `tcp:127.0.0.1:${await freeLoopbackPort()}` };
     case "exec": {
-      // QEMU runs these with /bin/sh -c; the path is ours (no quoting needed in a temp dir).
       const file = migrationFilePath(t, destinationDir);
-      return {
-        outgoing: `exec:cat > ${file}`,
-        incoming: `exec:cat ${file}`,
-        incomingAfterOutgoing: true,
-      };
+      return { ...execInto(file), incoming: `exec:cat ${file}`, incomingAfterOutgoing: true };
     }
     case "file": {
       const offset = t.offset === undefined ? "" : `,offset=${t.offset}`;
@@ -110,9 +126,12 @@ export async function transportUris(t: Transport, destinationDir: string): Promi
     }
     case "fdset": {
       const fdset = `file:/dev/fdset/${FDSET.id}`;
+      if (t.outgoing === "exec" && !fdsetFile) {
+        throw new TransportError("the fdset transport's file is opened by the pair at launch");
+      }
       return {
-        outgoing: fdset,
-        incoming: t.incoming === "fdset" ? fdset : `fd:${FDSET.childFd}`,
+        ...(t.outgoing === "exec" && fdsetFile ? execInto(fdsetFile) : { outgoing: fdset }),
+        incoming: t.incoming === "fdset" ? fdset : `fd:${FDSET.rawFd}`,
         incomingAfterOutgoing: true,
       };
     }
