@@ -12,8 +12,12 @@ const PATHS: Record<string, RegExp> = {
   "destination completed": /^setup active( postcopy-active)?( postcopy-device)? completed$/,
   "source failed":
     /^setup( wait-unplug)?( active( pre-switchover)?( device)?( postcopy-active)?)?( failing)? failed$/,
+  // An incoming migration that broke (source cancelled or gone, stream refused).
+  "destination failed": /^(setup )?(active )?failed$/,
+  // A second migrate_cancel while cancelling sets cancelling again, and QEMU emits the event
+  // again (migration_cancel's cmpxchg loop: seen on 11.1).
   "source cancelled":
-    /^setup( wait-unplug)?( active( pre-switchover)?( device)?)? cancelling cancelled$/,
+    /^setup( wait-unplug)?( active( pre-switchover)?( device)?)?( cancelling)+ cancelled$/,
 };
 
 export type Outcome = "completed" | "failed" | "cancelled";

@@ -217,16 +217,17 @@ export class FaultProxy {
     for (const s of [client, server]) {
       this.sockets.add(s);
       s.on("error", () => undefined);
-      s.on("close", () => {
+      s.on("close", (hadError) => {
         this.sockets.delete(s);
-        if (!conn.closed) {
+        const other = s === client ? server : client;
+        const who = s === client ? "the source" : "the destination";
+        // A reset goes through as a reset; an orderly end only after the queue is flushed
+        // (the pump ends the other side then).
+        if (hadError) other.resetAndDestroy();
+        if (!this.sockets.has(other) && !conn.closed) {
           conn.closed = true;
-          this.note(
-            `connection ${conn.index} closed by ${s === client ? "the source" : "the destination"}`,
-          );
+          this.note(`connection ${conn.index} closed (last by ${who})`);
         }
-        client.destroy();
-        server.destroy();
       });
     }
     this.pumps.push(new Pump(this, conn, "up", client, server));

@@ -91,7 +91,7 @@ export async function finalState(
 ): Promise<Omit<MigrationResult, "uri" | "durationMs">> {
   const sideResult = async (side: Side, vm?: StatusInfo): Promise<SideResult> => {
     const m = pair.machine(side);
-    const events = pair.timeline.migrationEvents(side);
+    const events = pair.migrationEvents(side);
     if (!m.isRunning()) {
       // A side that exited (a failed incoming migration ends a destination): its last words.
       const last = pair.timeline.last(side, "query-migrate")?.data ?? {};
@@ -99,7 +99,7 @@ export async function finalState(
       return { migration: last, before: last, infoMigrate: text, vm: exitedVm(m), events };
     }
     const [snap, status] = await Promise.all([pair.snapshot(side), vm ?? m.queryStatus()]);
-    return { ...snap, vm: status, events: pair.timeline.migrationEvents(side) };
+    return { ...snap, vm: status, events: pair.migrationEvents(side) };
   };
   const [source, destination] = await Promise.all([
     sideResult("source"),

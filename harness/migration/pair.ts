@@ -4,7 +4,7 @@
 // are recorded on every wake-up (MIGRATION events, with polling as the safety net), so a failure
 // can say what each side last reported.
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   type GuestOptions,
@@ -33,6 +33,7 @@ import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
 import { MigrationError } from "./errors.ts";
 import { type ExpectedExit, exitProblems } from "./exit-expectations.ts";
+import { FaultProxy } from "./fault-proxy.ts";
 import { openFdsetFiles } from "./fdset-transport.ts";
 import * as flow from "./flow.ts";
 import type { MigrationOutcome, MigrationResult, SideSnapshot } from "./result.ts";
@@ -96,6 +97,11 @@ export interface PairOptions {
    * forwards to the destination's.
    */
   outgoingUri?: (destinationUri: string) => string | Promise<string>;
+  /**
+   * A FaultProxy between the sides (tcp and unix transports): the destination listens on its
+   * own address, the source is given the proxy's; `pair.proxy` breaks the stream on command.
+   */
+  faultProxy?: boolean;
   /** How often both sides are snapshotted while waiting, besides every event. */
   pollIntervalMs?: number;
   startTimeoutMs?: number;
@@ -133,18 +139,23 @@ export class MigrationPair {
   private closed?: Promise<string[]>;
   private readonly schemas: Record<Side, QmpSchema>;
   private readonly expectedExits: Partial<Record<Side, ExpectedExit>> = {};
+  /** The fault proxy between the sides (options.faultProxy), once the destination listens. */
+  proxy?: FaultProxy;
+  /** When each side's current migration attempt began (timeline ms): its events count from there. */
+  private readonly attemptSince: Record<Side, number> = { source: 0, destination: 0 };
+  /** Destinations replaced by a fresh one: how they ended is checked at close like the others. */
+  private readonly retired: { problems: Promise<string[]> }[] = [];
+  /** Launches a fresh destination configured as the first (replaceDestination). */
+  private launchDestination?: () => Promise<Machine>;
   /** What `migrate` is given, when not just `{ uri }` (channels). */
   private outgoingArguments?: AddressArguments;
-  /** The fdset transport's migration file (its descriptors went to the QEMUs at launch). */
-  fdsetFile?: string;
   /** A storage transport's migrate-incoming, held until the source completed. */
   private deferredIncoming?: Record<string, unknown>;
-  /** ...and until this file exists (the stream is whole on disk). */
-  private incomingReady?: string;
 
   private constructor(
     readonly source: Machine,
-    readonly destination: Machine,
+    /** Replaced by replaceDestination (A -> B failed, then A -> C). */
+    public destination: Machine,
     readonly options: PairOptions,
     timeline: Timeline,
     schemas: Record<Side, QmpSchema>,
@@ -252,7 +263,13 @@ export class MigrationPair {
       ]);
       const schemas = { source: sourceSchema, destination: destinationSchema };
       pair = new MigrationPair(source, destination, options, timeline, schemas, guest, cleanup);
-      if (fdset) pair.fdsetFile = fdset.path;
+      pair.watchExit("source", source);
+      pair.watchExit("destination", destination);
+      pair.launchDestination = async () => {
+        const m = await Machine.launch(machineOptions("destination"));
+        cleanup.defer(() => m.shutdown());
+        return m;
+      };
       await pair.configure();
       return pair;
     });
@@ -381,11 +398,12 @@ export class MigrationPair {
     const transport = this.transport;
     const attempts = bindAttempts(transport);
     for (let attempt = 1; ; attempt++) {
-      const uris = await transportUris(transport, this.destination.dir, this.fdsetFile);
+      const uris = await transportUris(transport, this.destination.dir);
       this.outgoingArguments = uris.outgoingArguments;
-      const outgoing = this.options.outgoingUri
+      const rewritten = this.options.outgoingUri
         ? await this.options.outgoingUri(uris.outgoing)
         : uris.outgoing;
+      const outgoing = uris.incoming ? await this.throughProxy(rewritten) : rewritten;
       if (outgoing !== uris.outgoing) {
         this.timeline.record(
           "harness",
@@ -409,7 +427,6 @@ export class MigrationPair {
       if (uris.incomingAfterOutgoing) {
         // The destination reads what the source writes: it is told once the source completed.
         this.deferredIncoming = args;
-        this.incomingReady = uris.incomingReady;
         this.timeline.record(
           "harness",
           "note",
@@ -441,6 +458,7 @@ export class MigrationPair {
   async startMigration(uri = this.uri): Promise<void> {
     if (!uri) throw new Error("startMigration: no URI (call startIncoming first or pass one)");
     this.phase = "migrate";
+    this.attemptSince.source = this.timeline.now();
     // The transport's own arguments (channels) for the address startIncoming returned.
     const args = uri === this.uri && this.outgoingArguments ? this.outgoingArguments : { uri };
     this.uri = uri;
@@ -460,16 +478,6 @@ export class MigrationPair {
     const args = this.deferredIncoming;
     if (!args) throw new Error("startDeferredIncoming: no deferred incoming migration");
     await this.waitForStatus("source", "completed", options);
-    const ready = this.incomingReady;
-    if (ready) {
-      const deadline = Date.now() + (options.timeoutMs ?? timeoutMs("migration"));
-      while (!existsSync(ready)) {
-        if (Date.now() > deadline) {
-          throw await this.fail(`the source completed but ${ready} never appeared`, "source");
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
     this.deferredIncoming = undefined;
     this.phase = "incoming";
     await this.execute("destination", "migrate-incoming", args);
@@ -517,14 +525,20 @@ export class MigrationPair {
       const eventsBefore = this.eventCount;
       let snaps: Snapshots;
       try {
-        const [source, destination] = await Promise.all(SIDES.map((s) => this.snapshot(s)));
+        // A side declared to exit that has exited answers with what it said last.
+        const [source, destination] = await Promise.all(
+          SIDES.map((s) => (this.goneAsDeclared(s) ? this.lastSnapshot(s) : this.snapshot(s))),
+        );
         snaps = { source: source as SideSnapshot, destination: destination as SideSnapshot };
       } catch (error) {
-        const side = this.source.isRunning() ? "destination" : "source";
-        throw await this.fail(
-          `while waiting for ${what}: could not read the ${side}'s state: ${this.describeLoss(side, error)}`,
-          side,
-        );
+        // A side declared to exit may go while it is being read: read again from its last words.
+        await Promise.race([
+          ...SIDES.map((s) => this.machine(s).exited),
+          new Promise((r) => setTimeout(r, 1000)),
+        ]);
+        const dead = SIDES.filter((s) => !this.machine(s).isRunning());
+        if (dead.length > 0 && dead.every((s) => this.goneAsDeclared(s))) continue;
+        throw await this.lostSide(`while waiting for ${what}`, error);
       }
       if (this.violations.length > 0) {
         throw await this.fail(
@@ -643,13 +657,144 @@ export class MigrationPair {
     );
   }
 
-  private describeLoss(side: Side, error: unknown): string {
+  /** When each QEMU exited (timeline ms), noted on the timeline as it happens. */
+  private readonly exitedAt: Partial<Record<Side, number>> = {};
+
+  private watchExit(side: Side, m: Machine): void {
+    void m.exited.then(() => {
+      if (this.machine(side) !== m) return;
+      this.exitedAt[side] = this.timeline.now();
+      this.timeline.record("harness", "note", this.describeExit(side));
+    });
+  }
+
+  private goneAsDeclared(side: Side): boolean {
+    return !this.machine(side).isRunning() && this.expectedExits[side] !== undefined;
+  }
+
+  private lastSnapshot(side: Side): SideSnapshot {
+    const migration = this.timeline.last(side, "query-migrate")?.data ?? {};
+    const infoMigrate = this.timeline.last(side, "info-migrate")?.data ?? "";
+    return { migration, infoMigrate, before: migration };
+  }
+
+  /**
+   * How a QEMU ended, as the headline of a failure: "destination QEMU (pid N) was killed by
+   * SIGKILL at t=812 ms", "destination QEMU (pid N) exited with code 1 at t=.. ms: <its last
+   * stderr line>".
+   */
+  describeExit(side: Side): string {
     const m = this.machine(side);
-    const message = (error as Error).message;
-    if (m.isRunning()) return message;
-    const e = m.exit as ExitInfo;
-    const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.exitCode}`;
-    return `the ${side} QEMU (pid ${m.pid}) ${how} (${message})`;
+    const e = m.exit;
+    if (!e) return `${side} QEMU (pid ${m.pid}) is running`;
+    const at = this.exitedAt[side] === undefined ? "" : ` at t=${this.exitedAt[side]} ms`;
+    if (e.signal) return `${side} QEMU (pid ${m.pid}) was killed by ${e.signal}${at}`;
+    const last = m
+      .stderrTail(4096)
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .pop();
+    return `${side} QEMU (pid ${m.pid}) exited with code ${e.exitCode}${at}${last ? `: ${last}` : ""}`;
+  }
+
+  /** The other side's VM and migration state, for the second half of a headline. */
+  private async survivorState(side: Side): Promise<string> {
+    const m = this.machine(side);
+    if (!m.isRunning()) return this.describeExit(side);
+    try {
+      const [vm, info] = await Promise.all([
+        m.queryStatus(),
+        m.qmp.execute<MigrationInfo>("query-migrate"),
+      ]);
+      const desc = info["error-desc"] ? ` (${info["error-desc"]})` : "";
+      return `the ${side} VM is ${vm.running ? "running" : `not running (${vm.status})`}, its migration status "${info.status ?? "none"}"${desc}`;
+    } catch (error) {
+      return `the ${side} does not answer either: ${(error as Error).message}`;
+    }
+  }
+
+  /** A side stopped answering: the failure names the first cause (which QEMU ended, how), then the other side. */
+  private async lostSide(context: string, error: unknown): Promise<MigrationError> {
+    // The QMP socket closes a moment before the process is reaped: give the exit a moment.
+    await Promise.race([
+      ...SIDES.map((s) => this.machine(s).exited),
+      new Promise((r) => setTimeout(r, 1000)),
+    ]);
+    const dead = SIDES.filter((s) => !this.machine(s).isRunning());
+    const side = dead[0] ?? (this.source.isRunning() ? "destination" : "source");
+    if (dead.length === 0) {
+      return this.fail(
+        `${context}: could not read the ${side}'s state: ${(error as Error).message}`,
+        side,
+      );
+    }
+    const other: Side = side === "source" ? "destination" : "source";
+    return this.fail(
+      `${this.describeExit(side)}; then ${await this.survivorState(other)} (${context}: ${(error as Error).message})`,
+      side,
+    );
+  }
+
+  /** Route the source through a fresh FaultProxy when the pair has one (closed at pair close). */
+  private async throughProxy(uri: string): Promise<string> {
+    if (!this.options.faultProxy) return uri;
+    await this.proxy?.close();
+    this.proxy = await FaultProxy.start(uri);
+    this.timeline.record("harness", "note", `fault proxy ${this.proxy.uri} -> ${uri}`);
+    return this.proxy.uri;
+  }
+
+  /**
+   * Replace the destination with a fresh one, configured as the first (A -> B failed or was
+   * cancelled, then A -> C). The old one is shut down; how it ended is checked at close against
+   * what was declared for it. Call startIncoming again afterwards.
+   */
+  async replaceDestination(): Promise<Machine> {
+    if (!this.launchDestination) throw new Error("replaceDestination: the pair was not launched");
+    const old = this.destination;
+    const early = old.exit;
+    const expected = this.expectedExits.destination;
+    delete this.expectedExits.destination;
+    await this.proxy?.close();
+    this.proxy = undefined;
+    this.retired.push({
+      problems: old
+        .shutdown()
+        .then((final) =>
+          exitProblems("destination", early, final, expected, old.stderrTail(1024)).map(
+            (p) => `replaced ${p}`,
+          ),
+        ),
+    });
+    await this.retired.at(-1)?.problems;
+    const fresh = await this.launchDestination();
+    this.destination = fresh;
+    delete this.exitedAt.destination;
+    this.watchExit("destination", fresh);
+    this.attemptSince.destination = this.timeline.now();
+    this.uri = undefined;
+    this.timeline.record(
+      "harness",
+      "note",
+      `destination pid ${old.pid} replaced by a fresh destination, pid ${fresh.pid}`,
+    );
+    await this.setCapabilities("destination", {
+      events: true,
+      ...this.options.capabilities,
+      ...this.options.destination?.capabilities,
+    });
+    const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
+    if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
+    return fresh;
+  }
+
+  /** MIGRATION event statuses of `side` in its current attempt (since its last migrate, or since a fresh destination). */
+  migrationEvents(side: Side): string[] {
+    return this.timeline
+      .of(side, "event")
+      .filter((e) => e.t >= this.attemptSince[side] && e.data.event === "MIGRATION")
+      .map((e) => String(e.data.data?.status));
   }
 
   /** Build a MigrationError with both sides' diagnostics (best effort: a side may be dead). */
@@ -688,16 +833,24 @@ export class MigrationPair {
       this.phase = "teardown";
       const early = { source: this.source.exit, destination: this.destination.exit };
       const finals = await Promise.all(SIDES.map((s) => this.machine(s).shutdown()));
+      const proxy = this.proxy;
+      await proxy?.close();
       await this.cleanup.unwind();
-      return SIDES.flatMap((side, i) =>
-        exitProblems(
-          side,
-          early[side],
-          finals[i] as ExitInfo,
-          this.expectedExits[side],
-          this.machine(side).stderrTail(1024),
+      const retired = (await Promise.all(this.retired.map((r) => r.problems))).flat();
+      const leaks = proxy?.open ? [`the fault proxy ${proxy.uri} is still open after close`] : [];
+      return [
+        ...retired,
+        ...leaks,
+        ...SIDES.flatMap((side, i) =>
+          exitProblems(
+            side,
+            early[side],
+            finals[i] as ExitInfo,
+            this.expectedExits[side],
+            this.machine(side).stderrTail(1024),
+          ),
         ),
-      );
+      ];
     })();
     return this.closed;
   }

@@ -51,6 +51,7 @@ export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
     ...(scenario.guest ? { guest: scenario.guest } : {}),
     ...(scenario.transport ? { transport: scenario.transport } : {}),
     ...(scenario.outgoingUri ? { outgoingUri: scenario.outgoingUri } : {}),
+    ...(scenario.faultProxy ? { faultProxy: true } : {}),
     ...(scenario.machineType ? { machineType: scenario.machineType } : {}),
     ...(scenario.pollIntervalMs ? { pollIntervalMs: scenario.pollIntervalMs } : {}),
     ...(where.parentDir ? { parentDir: where.parentDir } : {}),
@@ -163,7 +164,16 @@ async function reachOutcome(
     case "cancelled": {
       await pair.waitForStatus("source", expected.status, {
         timeoutMs: scenario.timeoutMs ?? timeoutMs("failure"),
-        failOn: expected.status === "failed" ? ["cancelled", "completed"] : ["failed", "completed"],
+        // Only the source's other endings: its destination fails (or exits) when it is cancelled.
+        failOn: [],
+        failWhen: (s) => {
+          const status = s.source.migration.status ?? "none";
+          const wrong =
+            expected.status === "failed" ? ["cancelled", "completed"] : ["failed", "completed"];
+          return wrong.includes(status)
+            ? `the source reports migration status "${status}"${s.source.migration["error-desc"] ? ` (${s.source.migration["error-desc"]})` : ""}`
+            : undefined;
+        },
       });
       const result = {
         uri,

@@ -81,6 +81,8 @@ export interface Scenario {
    * the test puts between the two sides.
    */
   outgoingUri?: (destinationUri: string) => string | Promise<string>;
+  /** A FaultProxy between the sides (`pair.proxy`): cut, stall, throttle, delay, flip a byte. */
+  faultProxy?: boolean;
   /** Guest running during migration (default true); false stops the source first, as qtest does. */
   live?: boolean;
   capabilities?: PerSide<MigrationCapabilities>;
