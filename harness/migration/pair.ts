@@ -4,7 +4,7 @@
 // are recorded on every wake-up (MIGRATION events, with polling as the safety net), so a failure
 // can say what each side last reported.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   type GuestOptions,
@@ -149,8 +149,12 @@ export class MigrationPair {
   private launchDestination?: () => Promise<Machine>;
   /** What `migrate` is given, when not just `{ uri }` (channels). */
   private outgoingArguments?: AddressArguments;
+  /** The fdset transport's migration file (its descriptors went to the QEMUs at launch). */
+  fdsetFile?: string;
   /** A storage transport's migrate-incoming, held until the source completed. */
   private deferredIncoming?: Record<string, unknown>;
+  /** ...and until this file exists (the stream is whole on disk). */
+  private incomingReady?: string;
 
   private constructor(
     readonly source: Machine,
@@ -263,6 +267,7 @@ export class MigrationPair {
       ]);
       const schemas = { source: sourceSchema, destination: destinationSchema };
       pair = new MigrationPair(source, destination, options, timeline, schemas, guest, cleanup);
+      if (fdset) pair.fdsetFile = fdset.path;
       pair.watchExit("source", source);
       pair.watchExit("destination", destination);
       pair.launchDestination = async () => {
@@ -398,7 +403,7 @@ export class MigrationPair {
     const transport = this.transport;
     const attempts = bindAttempts(transport);
     for (let attempt = 1; ; attempt++) {
-      const uris = await transportUris(transport, this.destination.dir);
+      const uris = await transportUris(transport, this.destination.dir, this.fdsetFile);
       this.outgoingArguments = uris.outgoingArguments;
       const rewritten = this.options.outgoingUri
         ? await this.options.outgoingUri(uris.outgoing)
@@ -427,6 +432,7 @@ export class MigrationPair {
       if (uris.incomingAfterOutgoing) {
         // The destination reads what the source writes: it is told once the source completed.
         this.deferredIncoming = args;
+        this.incomingReady = uris.incomingReady;
         this.timeline.record(
           "harness",
           "note",
@@ -478,6 +484,16 @@ export class MigrationPair {
     const args = this.deferredIncoming;
     if (!args) throw new Error("startDeferredIncoming: no deferred incoming migration");
     await this.waitForStatus("source", "completed", options);
+    const ready = this.incomingReady;
+    if (ready) {
+      const deadline = Date.now() + (options.timeoutMs ?? timeoutMs("migration"));
+      while (!existsSync(ready)) {
+        if (Date.now() > deadline) {
+          throw await this.fail(`the source completed but ${ready} never appeared`, "source");
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
     this.deferredIncoming = undefined;
     this.phase = "incoming";
     await this.execute("destination", "migrate-incoming", args);
