@@ -43,9 +43,9 @@ export function missingTransport(pair: MigrationPair, t: Transport): string | un
 }
 
 /**
- * For a storage transport (exec, file, fdset): tell the source its switchover bandwidth, where
- * it has `avail-switchover-bandwidth`. Writing to a file, QEMU 11.1 measured a bandwidth of 0
- * here (mbps 0) and reported expected-downtime 9223372036854775807 (INT64_MAX: dirty bytes / 0,
+ * Tell the source its switchover bandwidth, where it has `avail-switchover-bandwidth`. When its
+ * own estimate is 0 (mbps 0: a file written faster than it measures, a short unix migration),
+ * QEMU 11.1 reported expected-downtime 9223372036854775807 (INT64_MAX: dirty bytes / 0,
  * saturated), which the reply validator refuses as beyond 2^53; given the bandwidth, QEMU divides
  * by it instead. Without the parameter nothing is set.
  */
