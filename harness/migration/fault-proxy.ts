@@ -346,8 +346,12 @@ export class FaultProxy {
     this.closing ??= (async () => {
       for (const t of this.timers) clearTimeout(t);
       for (const c of this.connections) c.closed = true;
+      const closing = [...this.sockets].map(
+        (s) => new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r()))),
+      );
       for (const s of this.sockets) s.destroy();
       this.pokeAll();
+      await Promise.all(closing);
       await new Promise<void>((r) => this.server.close(() => r()));
     })();
     return this.closing;
