@@ -2,8 +2,8 @@
 // merged): a contract on every QEMU. Where the destination's schema makes the source-only
 // MigrationStats members optional, the patch's figures must be there and consistent; where it
 // does not, today's released behaviour (status only) must hold exactly. No QEMU in Debian has the
-// patch: on this matrix the "present" branch is proven by the unit test in
-// harness/checks/destination-stats.test.ts over a reply shaped like the patch's own example.
+// patch: `npm run ab:proof` builds 10.2.2 with it (harness/fixtures/patches/destination-ram-stats-*)
+// and this suite runs on such a build through QEMU_MIGTEST_BINARIES like on any QEMU.
 
 import { expect } from "vitest";
 import { checkDestinationStats } from "../harness/checks/destination-stats.ts";

@@ -3,6 +3,7 @@
 
 import { writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { checkDestinationStats } from "../checks/destination-stats.ts";
 import { checkRemaining } from "../checks/remaining-checks.ts";
 import { compareWithQmp } from "../hmp/compare-qmp.ts";
 import { parseInfoMigrate } from "../hmp/info-migrate.ts";
@@ -85,6 +86,7 @@ function verdictsOf(
     status: violations.length ? "fail" : "pass",
     failures: violations,
   });
+  out.push(destinationStatsVerdict(record, schema));
   const unknown: string[] = [];
   const disagree: string[] = [];
   snaps.forEach((s: AbSnapshot, i) => {
@@ -111,6 +113,27 @@ function verdictsOf(
     failures: disagree,
   });
   return out;
+}
+
+/**
+ * The destination's query-migrate after completion (destination-ram-stats.patch): the patch's
+ * figures and formulas where the schema declares it, the released `{"status": "completed"}`
+ * where it does not ("absent").
+ */
+function destinationStatsVerdict(
+  record: AbScenarioRecord,
+  schema: QmpSchema,
+): { name: string; status: string; failures: string[] } {
+  const name = "destination statistics";
+  const last = (side: "source" | "destination") =>
+    record.snapshots.filter((s) => s.side === side && s.phase === "completed").at(-1)?.after;
+  const dst = last("destination");
+  const src = last("source");
+  if (!dst || !src)
+    return { name, status: "n/a", failures: ["no completed snapshot of both sides"] };
+  const patched = migrationFeatures(schema).destinationRamStats;
+  const failures = checkDestinationStats(dst, src, patched);
+  return { name, status: failures.length ? "fail" : patched ? "pass" : "absent", failures };
 }
 
 /** Build both, run both, compare; writes the report files and returns the report. */

@@ -31,7 +31,9 @@ same parameters and transport; slowed with max-bandwidth so the active phase is 
 the differences: query-qmp-schema, query-migrate members per phase and side, HMP info migrate
 lines per phase and side, suite verdicts.
 
-  --base SPEC            a Debian qemu source version (10.2.2, 1:10.2.2+ds-1) or a QEMU tree path
+  --base SPEC            a Debian qemu source version (10.2.2, 1:10.2.2+ds-1, or a preference
+                         list such as 10.2.2,10.2,10: the first served one the patches apply to)
+                         or a QEMU tree path
   --patch FILE           a git-format mail or -p1 diff to apply (repeatable, in order)
   --revert FILE          a patch to revert instead (repeatable)
   --configure-flag F     extra configure flag for both builds (repeatable)

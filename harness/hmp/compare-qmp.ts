@@ -109,7 +109,7 @@ const TOP_ROWS: InfoRow[] = [
 const nonZero = (q: MigrationStats, member: keyof MigrationStats): boolean =>
   ((q[member] as number | undefined) ?? 0) !== 0;
 
-/** A MigrationStats member HMP prints always, or only while it is non-zero. */
+/** A MigrationStats member HMP prints always (when QMP has it), or only while it is non-zero. */
 function ramRow(
   member: keyof MigrationStats,
   hmp: (h: HmpRamInfo) => ApproxBytes | number | undefined,
@@ -120,18 +120,24 @@ function ramRow(
     field: `ram.${member}`,
     hmp,
     qmp: (q) => q[member] as number | undefined,
+    // "always" means whenever query-migrate has the member: a schema that makes it optional
+    // (destination-ram-stats.patch) leaves it out, and then HMP must not print it either.
     shown:
-      shown === "always" ? () => true : shown === "non-zero" ? (q) => nonZero(q, member) : shown,
+      shown === "always"
+        ? (q) => q[member] !== undefined
+        : shown === "non-zero"
+          ? (q) => nonZero(q, member)
+          : shown,
     moving,
     ...(shown === "non-zero" ? { conditional: () => true } : {}),
   };
 }
 
-/** Flat prints the channel byte counts only when non-zero; sectioned always, on its Channels line. */
+/** Flat prints the channel byte counts only when non-zero; sectioned whenever QMP has them. */
 const channelShown =
   (member: keyof MigrationStats) =>
   (q: MigrationStats, { flat, sectioned }: Layout): boolean =>
-    sectioned || (flat && nonZero(q, member));
+    (sectioned && q[member] !== undefined) || (flat && nonZero(q, member));
 
 const RAM_ROWS: Row<HmpRamInfo, MigrationStats>[] = [
   ramRow("transferred", (h) => h.transferred, "always"),
