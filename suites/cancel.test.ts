@@ -218,6 +218,53 @@ forEachQemu("cancel", (b) => {
   }
 });
 
+forEachQemu("the destination's own abort", (b) => {
+  // Read from QEMU's source and checked here: migrate_cancel acts on the outgoing migration only,
+  // so on a destination it is accepted and does nothing (7.2, 10.0, 11.1); yank of the
+  // "migration" instance (6.0+) shuts the incoming channels down.
+  test(`migrate_cancel on the destination is accepted and changes nothing; the migration completes ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
+    let during = "";
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      hold: { passes: 1 },
+      hooks: {
+        whileHeld: async (p) => {
+          expect(await p.cancel("destination")).toEqual({});
+          await new Promise((r) => setTimeout(r, 1000));
+          const [s, d] = await Promise.all([p.snapshot("source"), p.snapshot("destination")]);
+          during = `${s.migration.status}/${d.migration.status}`;
+        },
+      },
+    });
+    expect(during, "source/destination one second after the destination's migrate_cancel").toBe(
+      "active/active",
+    );
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+  });
+
+  test(`yank of the destination's migration: destination failed or exited, source failed, VM and memory intact, migrates again ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      incoming: incomingOptions,
+      hold: { passes: 1 },
+      expect: { status: "failed" },
+      hooks: {
+        whileHeld: async (p) => {
+          await p.execute("destination", "yank", { instances: [{ type: "migration" }] });
+        },
+      },
+    });
+    expectSideEnded(pair, "source", result.source, "failed");
+    await waitDestinationBroke(pair);
+    expectDestinationBroke(pair, await pair.finalState("failed"));
+    await expectNothingLost(pair, MEMORY_MIB);
+  });
+});
+
 /** The destination sees the source's cancel as a broken stream: failed, or exited (declared). */
 async function waitDestinationBroke(pair: MigrationPair): Promise<void> {
   if (!pair.destination.isRunning()) return;
