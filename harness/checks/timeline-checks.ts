@@ -83,7 +83,8 @@ export function counterProblems(timeline: Timeline): string[] {
         }
       }
     }
-    previous = { t, ram: data.ram };
+    // A completed attempt is over: a migration after it (back from its destination) starts anew.
+    previous = data.status === "completed" ? undefined : { t, ram: data.ram };
   }
   return problems;
 }

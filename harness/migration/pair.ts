@@ -145,6 +145,8 @@ export class MigrationPair {
   private readonly attemptSince: Record<Side, number> = { source: 0, destination: 0 };
   /** Destinations replaced by a fresh one: how they ended is checked at close like the others. */
   private readonly retired: { problems: Promise<string[]> }[] = [];
+  /** Each machine's role, read by its event handler (reverse() swaps them). */
+  private roles = new Map<Machine, { side: Side }>();
   /** Launches a fresh destination configured as the first (replaceDestination). */
   private launchDestination?: () => Promise<Machine>;
   /** What `migrate` is given, when not just `{ uri }` (channels). */
@@ -157,7 +159,8 @@ export class MigrationPair {
   private incomingReady?: string;
 
   private constructor(
-    readonly source: Machine,
+    /** Replaced by reverse (A -> B, then B -> A). */
+    public source: Machine,
     /** Replaced by replaceDestination (A -> B failed, then A -> C). */
     public destination: Machine,
     readonly options: PairOptions,
@@ -200,8 +203,10 @@ export class MigrationPair {
     const memoryMiB = options.memoryMiB ?? 128;
     const guestOptions: GuestOptions =
       options.guest ?? (options.guestArgs ? { kind: "none" } : { kind: "bootblock" });
-    const onMessage = (side: Side) => (dir: "sent" | "received", msg: unknown) => {
+    // A machine's role is read at each event: reverse() turns a destination into a source.
+    const onMessage = (role: { side: Side }) => (dir: "sent" | "received", msg: unknown) => {
       if (dir !== "received" || !isEvent(msg)) return;
+      const side = role.side;
       timeline.record(side, "event", msg);
       if (pair && msg.event.startsWith("MIGRATION")) {
         const violations = validateEventData(pair.schemas[side], msg.event, msg.data);
@@ -244,13 +249,17 @@ export class MigrationPair {
           incoming: side === "destination",
           parentDir: options.parentDir,
           startTimeoutMs: options.startTimeoutMs,
-          onQmpMessage: onMessage(side),
         };
       };
       // Both at once: QEMU's start-up is most of a short test's time.
-      const launched = await Promise.allSettled(
-        SIDES.map((side) => Machine.launch(machineOptions(side))),
-      );
+      const roles = new Map<Machine, { side: Side }>();
+      const launchAs = async (side: Side) => {
+        const role = { side };
+        const m = await Machine.launch({ ...machineOptions(side), onQmpMessage: onMessage(role) });
+        roles.set(m, role);
+        return m;
+      };
+      const launched = await Promise.allSettled(SIDES.map((side) => launchAs(side)));
       for (const l of launched) {
         if (l.status === "fulfilled") cleanup.defer(() => l.value.shutdown());
       }
@@ -268,10 +277,11 @@ export class MigrationPair {
       const schemas = { source: sourceSchema, destination: destinationSchema };
       pair = new MigrationPair(source, destination, options, timeline, schemas, guest, cleanup);
       if (fdset) pair.fdsetFile = fdset.path;
+      pair.roles = roles;
       pair.watchExit("source", source);
       pair.watchExit("destination", destination);
       pair.launchDestination = async () => {
-        const m = await Machine.launch(machineOptions("destination"));
+        const m = await launchAs("destination");
         cleanup.defer(() => m.shutdown());
         return m;
       };
@@ -803,6 +813,55 @@ export class MigrationPair {
     const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
     if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
     return fresh;
+  }
+
+  /**
+   * After a completed migration, migrate back: the destination (B, running the guest) becomes
+   * the source and a fresh QEMU (A again) the destination; the old source, left in postmigrate,
+   * is shut down and its ending checked at close. Call startIncoming again afterwards.
+   */
+  async reverse(): Promise<void> {
+    if (!this.launchDestination) throw new Error("reverse: the pair was not launched");
+    const old = this.source;
+    const early = old.exit;
+    const expected = this.expectedExits.source;
+    delete this.expectedExits.source;
+    await this.proxy?.close();
+    this.proxy = undefined;
+    const problems = old
+      .shutdown()
+      .then((final) =>
+        exitProblems("source", early, final, expected, old.stderrTail(1024)).map(
+          (p) => `reversed ${p}`,
+        ),
+      );
+    this.retired.push({ problems });
+    await problems;
+    const fresh = await this.launchDestination();
+    this.source = this.destination;
+    this.destination = fresh;
+    const role = this.roles.get(this.source);
+    if (role) role.side = "source";
+    this.schemas.source = this.schemas.destination;
+    this.exitedAt.source = this.exitedAt.destination;
+    delete this.exitedAt.destination;
+    this.watchExit("source", this.source);
+    this.watchExit("destination", fresh);
+    this.attemptSince.source = this.timeline.now();
+    this.attemptSince.destination = this.timeline.now();
+    this.uri = undefined;
+    this.timeline.record(
+      "harness",
+      "note",
+      `reversed: destination pid ${this.source.pid} is the source now, fresh destination pid ${fresh.pid} (old source pid ${old.pid} shut down)`,
+    );
+    await this.setCapabilities("destination", {
+      events: true,
+      ...this.options.capabilities,
+      ...this.options.destination?.capabilities,
+    });
+    const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
+    if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
   }
 
   /** MIGRATION event statuses of `side` in its current attempt (since its last migrate, or since a fresh destination). */
