@@ -156,7 +156,11 @@ function pageTags(pair: MigrationPair, count: number): Buffer[] {
 
 forEachQemu("tls", (b) => {
   test(`PSK over tcp: completes, RAM intact ${where(b)}`, async ({ scenario }) => {
-    const { pair, result } = await scenario({ memoryMiB: MEMORY_MIB, ...psk() });
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      ...psk(),
+      hooks: { beforeMigrate: declareSwitchoverBandwidth },
+    });
     expectCompletedMigration(pair, result, MEMORY_MIB);
   });
 
@@ -205,7 +209,11 @@ forEachQemu("tls", (b) => {
     `x509 over tcp, the server verifying the client: completes, RAM intact ${where(b)}`,
     full,
     async ({ scenario }) => {
-      const { pair, result } = await scenario({ memoryMiB: MEMORY_MIB, ...x509Creds(x509.client) });
+      const { pair, result } = await scenario({
+        memoryMiB: MEMORY_MIB,
+        ...x509Creds(x509.client),
+        hooks: { beforeMigrate: declareSwitchoverBandwidth },
+      });
       expectCompletedMigration(pair, result, MEMORY_MIB);
     },
   );
@@ -306,6 +314,7 @@ forEachQemu("tls", (b) => {
                 id: TLS_IDS.authz,
                 identity,
               });
+              await declareSwitchoverBandwidth(pair);
             },
           },
           ...(listed ? {} : { expect: { status: "failed" } as const }),
