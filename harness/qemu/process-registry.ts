@@ -5,8 +5,9 @@
 // (setpriv --pdeathsig, -run-with exit-with-parent), and a run-level sweep (sweepRunDir) removes
 // what is left by the PID files QEMU wrote.
 
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { sharedMemoryDir } from "../util/paths.ts";
 
 interface Entry {
   pid: number;
@@ -54,6 +55,12 @@ function onFatalError(error: unknown): void {
 function installHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
+  // What a harness that died without cleaning (SIGKILL, a crash) left is swept by the next one.
+  try {
+    sweepDeadOwners(process.env.QEMU_MIGTEST_RUN_DIR ?? sharedMemoryDir());
+  } catch {
+    // best effort: a sweep must never stop a run
+  }
   process.on("exit", killAllNow);
   // A test runner owns these in its workers; only claim them in a plain script, where no one
   // else would end the process on a signal.
@@ -77,6 +84,103 @@ export function unregisterChild(pid: number): void {
 export function registerPath(path: string): void {
   installHooks();
   paths.add(path);
+  markOwner(path);
+}
+
+/** Marks a dir as this process's, so a later run can tell it from a live run's and sweep it. */
+const OWNER_FILE = ".qmt-owner";
+
+/** This process's identity: PID and start time (a reused PID has another start time). */
+function identity(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 22 (starttime), counted after the ")" that ends the command name.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return `${pid} ${fields[19]}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function markOwner(path: string): void {
+  try {
+    if (!statSync(path).isDirectory()) return;
+    writeFileSync(join(path, OWNER_FILE), `${identity(process.pid) ?? process.pid}\n`);
+  } catch {
+    // the dir went already, or is not ours to write
+  }
+}
+
+/** Whether the process that wrote an owner file still runs (same PID and start time). */
+function ownerAlive(ownerText: string): boolean {
+  const [pid, start] = ownerText.trim().split(" ");
+  const now = identity(Number(pid));
+  return (
+    now !== undefined && (start === undefined || now === `${pid} ${start}`) && isAlive(Number(pid))
+  );
+}
+
+export interface DeadOwnerSweep {
+  /** Dirs removed, each with what was in it. */
+  removed: { dir: string; bytes: number; killed: number[] }[];
+}
+
+/**
+ * Dirs under `parent` (and one level down, inside a run root) whose owner file names a process
+ * that is gone: each QEMU still alive by its PID file is killed, and the dir removed. Empty
+ * `qmt-*` run roots older than a minute go too (the vitest root of a killed run).
+ */
+export function sweepDeadOwners(parent: string): DeadOwnerSweep {
+  const report: DeadOwnerSweep = { removed: [] };
+  const visit = (dir: string, depth: number) => {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = join(dir, e.name);
+      let owner: string | undefined;
+      try {
+        owner = readFileSync(join(p, OWNER_FILE), "utf8");
+      } catch {
+        owner = undefined;
+      }
+      if (owner !== undefined) {
+        if (ownerAlive(owner)) continue;
+        const bytes = du(p);
+        const killed = sweepRunDir(p).killed.map((k) => k.pid);
+        report.removed.push({ dir: p, bytes, killed });
+      } else if (depth === 0 && e.name.startsWith("qmt-")) {
+        visit(p, 1);
+        try {
+          if (readdirSync(p).length === 0 && Date.now() - statSync(p).mtimeMs > 60_000) {
+            rmSync(p, { recursive: true, force: true });
+            report.removed.push({ dir: p, bytes: 0, killed: [] });
+          }
+        } catch {
+          // raced with its owner
+        }
+      }
+    }
+  };
+  visit(parent, 0);
+  return report;
+}
+
+/** Bytes held by the files under `path` (what a leak costs on tmpfs). */
+export function du(path: string): number {
+  let total = 0;
+  try {
+    const st = statSync(path);
+    if (!st.isDirectory()) return st.blocks * 512;
+    for (const name of readdirSync(path)) total += du(join(path, name));
+  } catch {
+    // gone meanwhile
+  }
+  return total;
 }
 
 export function unregisterPath(path: string): void {
