@@ -1,8 +1,9 @@
 // Migration over descriptors the harness opened itself, as libvirt does: the migration file is
 // opened here, inherited by each QEMU at launch as fd 3 and registered with `-add-fd` in fdset 1;
-// the source writes `file:/dev/fdset/1`, the destination reads `fd:4` (a second inherited
-// descriptor, in no fdset) or `/dev/fdset/1`;
-// query-fdsets shows what each QEMU holds and remove-fd takes it away.
+// the source writes `file:/dev/fdset/1` (or through exec), the destination reads `/dev/fdset/1`
+// or `fd:4`: one end of a socket pair it inherited, the harness streaming the file into the
+// other once the source completed, as libvirt's iohelper does on restore. query-fdsets shows
+// what each QEMU holds and remove-fd takes it away.
 // Not covered: `getfd` and QMP `add-fd`, which take the descriptor as SCM_RIGHTS ancillary data
 // on the QMP socket; Node's `net` cannot send it (see harness/migration/fdset-transport.ts).
 
@@ -19,21 +20,6 @@ import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 64;
-
-/**
- * QEMU's own refusal of `fd:` on a regular file (newer QEMUs send file descriptors to `file:`),
- * as a skip reason; any other error is rethrown.
- */
-function fdOnFileRefusal(error: unknown): string {
-  const cause = error instanceof ExecuteError ? error : (error as { cause?: unknown }).cause;
-  if (
-    cause instanceof ExecuteError &&
-    /fd: migration to a file is not supported/.test(cause.desc)
-  ) {
-    return `QEMU refuses fd: on a regular file: ${cause.errorClass}: "${cause.desc}"`;
-  }
-  throw error;
-}
 const full = { tags: ["full"] };
 
 interface FdsetInfo {
@@ -91,21 +77,20 @@ async function expectRemoveFd(pair: MigrationPair): Promise<void> {
 forEachQemu("fd and fdsets", (b) => {
   test(`fd:4 in from an inherited descriptor, written by exec on the source, query-fdsets, remove-fd ${where(b)}`, async ({
     scenario,
-    skip,
   }) => {
     const { pair, result } = await scenario({
       memoryMiB: MEMORY_MIB,
       transport: { kind: "fdset", incoming: "fd", outgoing: "exec" },
       live: false,
       hooks: { beforeMigrate: expectLaunchFdsets, afterMigrate: expectRemoveFd },
-    }).catch((e: unknown) => skip(fdOnFileRefusal(e)));
+    });
     expectCompletedMigration(pair, result, MEMORY_MIB);
   });
 
   test(
     `file:/dev/fdset out, fd:4 in: descriptors inherited at launch, query-fdsets, remove-fd ${where(b)}`,
     full,
-    async ({ scenario, skip }) => {
+    async ({ scenario }) => {
       const transport: Transport = { kind: "fdset", incoming: "fd" };
       const { pair, result } = await scenario({
         memoryMiB: MEMORY_MIB,
@@ -113,7 +98,7 @@ forEachQemu("fd and fdsets", (b) => {
         live: false,
         skipIf: (p) => missingTransport(p, transport),
         hooks: { beforeMigrate: expectLaunchFdsets, afterMigrate: expectRemoveFd },
-      }).catch((e: unknown) => skip(fdOnFileRefusal(e)));
+      });
       expect(result.uri).toBe(`file:/dev/fdset/${FDSET.id}`);
       expectCompletedMigration(pair, result, MEMORY_MIB);
     },

@@ -153,6 +153,9 @@ export class MigrationPair {
   private outgoingArguments?: AddressArguments;
   /** The fdset transport's migration file (its descriptors went to the QEMUs at launch). */
   fdsetFile?: string;
+  /** Streams that file into the destination's fd 4 (fdset transport, `fd:` incoming). */
+  private feedFdset?: () => Promise<void>;
+  private feedsIncoming = false;
   /** A storage transport's migrate-incoming, held until the source completed. */
   private deferredIncoming?: Record<string, unknown>;
   /** ...and until this file exists (the stream is whole on disk). */
@@ -230,7 +233,7 @@ export class MigrationPair {
       // fdset transport: the migration file's descriptors go to the QEMUs at launch.
       const kind =
         typeof options.transport === "object" ? options.transport.kind : options.transport;
-      const fdset = kind === "fdset" ? openFdsetFiles(assetsDir) : undefined;
+      const fdset = kind === "fdset" ? await openFdsetFiles(assetsDir) : undefined;
       if (fdset) cleanup.defer(() => fdset.close());
       const machineOptions = (side: Side): MachineOptions => {
         const own = options[side] ?? {};
@@ -264,7 +267,7 @@ export class MigrationPair {
         if (l.status === "fulfilled") cleanup.defer(() => l.value.shutdown());
       }
       // Each QEMU holds its own copy now.
-      fdset?.close();
+      fdset?.closeInherited();
       for (const l of launched) if (l.status === "rejected") throw l.reason;
       const [source, destination] = launched.map(
         (l) => (l as PromiseFulfilledResult<Machine>).value,
@@ -276,7 +279,10 @@ export class MigrationPair {
       ]);
       const schemas = { source: sourceSchema, destination: destinationSchema };
       pair = new MigrationPair(source, destination, options, timeline, schemas, guest, cleanup);
-      if (fdset) pair.fdsetFile = fdset.path;
+      if (fdset) {
+        pair.fdsetFile = fdset.path;
+        pair.feedFdset = fdset.feed;
+      }
       pair.roles = roles;
       pair.watchExit("source", source);
       pair.watchExit("destination", destination);
@@ -443,6 +449,7 @@ export class MigrationPair {
         // The destination reads what the source writes: it is told once the source completed.
         this.deferredIncoming = args;
         this.incomingReady = uris.incomingReady;
+        this.feedsIncoming = uris.incomingFed === true;
         this.timeline.record(
           "harness",
           "note",
@@ -507,6 +514,21 @@ export class MigrationPair {
     this.deferredIncoming = undefined;
     this.phase = "incoming";
     await this.execute("destination", "migrate-incoming", args);
+    // fd: incoming reads a socket: the harness streams the file into its other end.
+    if (this.feedsIncoming && this.feedFdset) {
+      this.timeline.record(
+        "harness",
+        "note",
+        `streaming ${this.fdsetFile} into the destination's fd`,
+      );
+      await this.feedFdset().catch((error: Error) => {
+        this.timeline.record(
+          "harness",
+          "note",
+          `feeding the destination stopped: ${error.message}`,
+        );
+      });
+    }
   }
 
   // ------------------------------------------------------------------ snapshots and waits

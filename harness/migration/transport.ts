@@ -70,6 +70,8 @@ export interface TransportUris {
    * written into exec's pipe, before `cat` has necessarily written it all to the file.
    */
   incomingReady?: string;
+  /** The destination's descriptor is a socket the harness streams the file into (fdset, fd:). */
+  incomingFed?: boolean;
 }
 
 /** exec's outgoing command: the copy, then a marker once `cat` has written everything. */
@@ -81,7 +83,8 @@ function execInto(file: string): { outgoing: string; incomingReady: string } {
 /**
  * Where the fdset transport's inherited descriptors sit in each QEMU: `childFd` goes into fdset
  * `id` (-add-fd keeps its own dup and closes the original, so that number is reused by QEMU);
- * the destination also inherits `rawFd`, in no fdset, for `fd:N`.
+ * the destination also inherits `rawFd`, in no fdset, for `fd:N`: a socket the harness streams
+ * the migration file into once the source completed.
  */
 export const FDSET = { id: 1, childFd: 3, rawFd: 4 } as const;
 
@@ -132,6 +135,7 @@ export async function transportUris(
       return {
         ...(t.outgoing === "exec" && fdsetFile ? execInto(fdsetFile) : { outgoing: fdset }),
         incoming: t.incoming === "fdset" ? fdset : `fd:${FDSET.rawFd}`,
+        incomingFed: t.incoming !== "fdset",
         incomingAfterOutgoing: true,
       };
     }

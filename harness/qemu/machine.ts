@@ -3,6 +3,7 @@
 // SIGKILL; the process registry covers every way the harness itself can end.
 
 import { closeSync, existsSync, openSync, readSync, rmSync, statfsSync, statSync } from "node:fs";
+import type { Socket } from "node:net";
 import { basename, join } from "node:path";
 import { execa, type Options, type ResultPromise } from "execa";
 import pRetry, { AbortError } from "p-retry";
@@ -48,7 +49,7 @@ export interface MachineOptions {
    * Descriptors of this process the QEMU inherits, as its fds 3, 4, ... in this order (for
    * `-add-fd fd=3,...` or `fd:3`): Node cannot pass a descriptor over the QMP socket.
    */
-  inheritFds?: readonly number[];
+  inheritFds?: readonly (number | Socket)[];
   /** Where the machine's temp dir goes: QEMU_MIGTEST_RUN_DIR, else the OS temp dir. */
   parentDir?: string;
   /** Budget from spawn to a negotiated QMP session. */
@@ -282,7 +283,7 @@ interface Launching {
   dir: string;
   ramFile: string | undefined;
   commandLine: string[];
-  inheritFds: readonly number[];
+  inheritFds: readonly (number | Socket)[];
 }
 
 /** The machine's own temp dir, registered for removal; refused when its socket path cannot fit. */
@@ -336,10 +337,10 @@ async function spawnQemu(
 
 /**
  * stdin ignored, stdout and stderr to the log, then the inherited descriptors as the child's
- * fds 3, 4, ... Node's spawn takes any descriptor number there (and execa passes it through);
- * execa's types only list 3..9, hence the cast.
+ * fds 3, 4, ... Node's spawn takes any descriptor number or socket there (execa passes them
+ * through); execa's types only list 3..9, hence the cast.
  */
-function inheritedStdio(log: string, fds: readonly number[]): Options["stdio"] {
+function inheritedStdio(log: string, fds: readonly (number | Socket)[]): Options["stdio"] {
   const file = { file: log, append: true } as const;
   return ["ignore", file, file, ...fds] as unknown as Options["stdio"];
 }
