@@ -14,6 +14,7 @@ import type { MigrationInfo, MigrationStats } from "../harness/qmp/qapi.ts";
 export function expectSourceRamConsistent(
   ram: MigrationStats | undefined,
   memoryMiB: number,
+  options: { streamBroke?: boolean } = {},
 ): void {
   expect(ram, "source query-migrate has no ram member after completion").toBeDefined();
   if (!ram) return;
@@ -25,10 +26,15 @@ export function expectSourceRamConsistent(
   );
   const parts =
     (ram["precopy-bytes"] ?? 0) + (ram["downtime-bytes"] ?? 0) + (ram["postcopy-bytes"] ?? 0);
-  expect(
-    ram.transferred,
-    "ram.transferred >= precopy + downtime + postcopy bytes",
-  ).toBeGreaterThanOrEqual(parts);
+  // Bytes are counted into precopy/postcopy-bytes when queued and into transferred when flushed:
+  // a stream that broke (postcopy paused, then recovered) loses what was queued, so only an
+  // unbroken migration must satisfy this exactly.
+  if (!options.streamBroke) {
+    expect(
+      ram.transferred,
+      "ram.transferred >= precopy + downtime + postcopy bytes",
+    ).toBeGreaterThanOrEqual(parts);
+  }
   expect(
     ram["dirty-sync-count"],
     "ram.dirty-sync-count: at least the first sync",
@@ -76,7 +82,9 @@ export function expectFinalBothSides(
   expectLegalEvents(pair, "source", "completed", src.events);
   expectLegalEvents(pair, "destination", "completed", dst.events);
 
-  expectSourceRamConsistent(src.migration.ram, memoryMiB);
+  expectSourceRamConsistent(src.migration.ram, memoryMiB, {
+    streamBroke: src.events.includes("postcopy-paused"),
+  });
   const m: MigrationInfo = src.migration;
   expect(m["total-time"], "source total-time").toBeGreaterThan(0);
   expect(m["total-time"] ?? 0, "source total-time >= setup-time").toBeGreaterThanOrEqual(

@@ -3,13 +3,21 @@
 // sequence is checked against the legal paths AND against the MigrationStatus enum of the binary
 // that emitted it: a state is accepted only where that binary's own schema declares it.
 
+/**
+ * Postcopy, once started: postcopy-active (11.1 passes through postcopy-device first), then any
+ * pauses and recoveries (double failures too).
+ */
+const POSTCOPY =
+  "(( postcopy-device)? postcopy-active( postcopy-paused| postcopy-recover-setup| postcopy-recover| postcopy-active)*)?";
+
 /** Legal paths as regular expressions over space-separated statuses. */
 const PATHS: Record<string, RegExp> = {
   // wait-unplug: failover devices; pre-switchover: the capability; device: switchover of
   // device state (10.x on); postcopy states when postcopy was started.
-  "source completed":
-    /^setup (wait-unplug )?active( pre-switchover)?( device)?( postcopy-active)?( postcopy-device)? completed$/,
-  "destination completed": /^setup active( postcopy-active)?( postcopy-device)? completed$/,
+  "source completed": new RegExp(
+    `^setup (wait-unplug )?active( pre-switchover)?( device)?${POSTCOPY}( postcopy-device)? completed$`,
+  ),
+  "destination completed": new RegExp(`^setup active${POSTCOPY}( postcopy-device)? completed$`),
   "source failed":
     /^setup( wait-unplug)?( active( pre-switchover)?( device)?( postcopy-active)?)?( failing)? failed$/,
   // An incoming migration that broke (source cancelled or gone, stream refused).

@@ -27,6 +27,7 @@ import type {
 import type { QmpSchema } from "../qmp/schema.ts";
 import { formatViolations, validateEventData, validateReply } from "../qmp/validate.ts";
 import { CleanupStack } from "../util/cleanup-stack.ts";
+import { runParentDir } from "../util/paths.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import * as config from "./config.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
@@ -41,6 +42,7 @@ import { type Side, Timeline } from "./timeline.ts";
 import {
   type AddressArguments,
   bindAttempts,
+  freeLoopbackPort,
   type Transport,
   type TransportKind,
   transportUris,
@@ -222,7 +224,7 @@ export class MigrationPair {
     };
     return cleanup.guard(async () => {
       // Pair-level files (the guest image) live beside the machines' dirs and go with the pair.
-      const parent = options.parentDir ?? process.env.QEMU_MIGTEST_RUN_DIR ?? defaultParentDir();
+      const parent = runParentDir(options.parentDir, defaultParentDir);
       const assetsDir = mkdtempSync(join(parent, "pair-"));
       registerPath(assetsDir);
       cleanup.defer(() => {
@@ -349,9 +351,10 @@ export class MigrationPair {
     side: Side,
     command: string,
     args?: Record<string, unknown>,
+    options: { oob?: boolean } = {},
   ): Promise<T> {
     this.timeline.record(side, "command", { command, ...(args ? { arguments: args } : {}) });
-    return this.machine(side).qmp.execute<T>(command, args);
+    return this.machine(side).qmp.execute<T>(command, args, options);
   }
 
   /** The capabilities that side's QEMU knows, with their current state. */
@@ -388,9 +391,26 @@ export class MigrationPair {
 
   /** Resume a paused postcopy: migrate-recover on the destination, migrate resume on the source. */
   recover(side: Side, uri: string): Promise<unknown> {
+    // Out-of-band where QEMU offers it (as qtest does): a paused postcopy destination's main
+    // loop may itself be waiting for a page.
+    const oob = this.machine(side).qmp.capabilities.includes("oob");
     return side === "destination"
-      ? this.execute(side, "migrate-recover", { uri })
+      ? this.execute(side, "migrate-recover", { uri }, { oob })
       : this.execute(side, "migrate", { uri, resume: true });
+  }
+
+  /**
+   * A paused postcopy resumed on a fresh address (tcp: a new free port; unix: a new socket),
+   * straight from the source to the destination: migrate-recover, then migrate with resume.
+   */
+  async recoverPostcopy(): Promise<string> {
+    const uri =
+      this.transport.kind === "unix"
+        ? `unix:${join(this.destination.dir, `recover-${this.timeline.now()}.sock`)}`
+        : `tcp:127.0.0.1:${await freeLoopbackPort()}`;
+    await this.recover("destination", uri);
+    await this.recover("source", uri);
+    return uri;
   }
 
   startPostcopy(): Promise<unknown> {

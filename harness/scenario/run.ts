@@ -2,7 +2,9 @@
 // the guest, migrate, hold and release, reach the expected outcome, verify the guest. Every step
 // goes through the pair's recorded verbs and named waits, so a failure names side and phase.
 
+import { notConverging } from "../checks/convergence.ts";
 import { DEFAULT_DIRTY_RATE_MIBPS } from "../guest/dirty-rate.ts";
+import { sampleSwitchover } from "../guest/downtime.ts";
 import { CONVERGING_PARAMETERS, holdParameters } from "../migration/convergence.ts";
 import { MigrationPair, type PairOptions } from "../migration/pair.ts";
 import type { MigrationResult } from "../migration/result.ts";
@@ -40,7 +42,12 @@ export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
   const side = (s: Side) => {
     const binary = scenario.binaries?.[s];
     const args = [...(scenario.qemuArgs?.both ?? []), ...(scenario.qemuArgs?.[s] ?? [])];
-    const o = { ...(binary ? { binary } : {}), ...(args.length > 0 ? { extraArgs: args } : {}) };
+    const o = {
+      ...(binary ? { binary } : {}),
+      ...(args.length > 0 ? { extraArgs: args } : {}),
+      // Guest-visible downtime reads the source's progress word in place too.
+      ...(s === "source" && scenario.guestDowntime ? { ramBackingFile: true } : {}),
+    };
     return Object.keys(o).length > 0 ? { [s]: o } : {};
   };
   return {
@@ -67,7 +74,7 @@ async function configure(pair: MigrationPair, scenario: Scenario): Promise<void>
   const required = new Set<string>(scenario.required ?? []);
   const fatal = missing.filter((m) => required.has(m.name));
   if (fatal.length > 0) {
-    throw new ScenarioError(`required by this test: ${describeMissing(pair, fatal)}`);
+    throw new ScenarioError(`required: ${describeMissing(pair, fatal, { known: true })}`);
   }
   if (missing.length > 0) throw new ScenarioUnsupported(describeMissing(pair, missing));
   for (const [side, exit] of Object.entries(scenario.exits ?? {})) {
@@ -130,6 +137,16 @@ async function refused(
   };
 }
 
+/** migrate-start-postcopy, both sides seen in postcopy-active, then the scenario's own hook. */
+async function switchToPostcopy(pair: MigrationPair, scenario: Scenario): Promise<void> {
+  await pair.startPostcopy();
+  await pair.waitForStatuses(
+    { source: ["postcopy-active"], destination: ["postcopy-active"] },
+    { timeoutMs: scenario.timeoutMs ?? timeoutMs("migration") },
+  );
+  await scenario.hooks?.whilePostcopy?.(pair);
+}
+
 /** From an accepted `migrate` to the outcome the scenario expects. */
 async function reachOutcome(
   pair: MigrationPair,
@@ -142,23 +159,60 @@ async function reachOutcome(
   if (scenario.hold) {
     await pair.waitForPasses(scenario.hold.passes);
     await scenario.hooks?.whileHeld?.(pair);
-    if (expected.status === "completed") await pair.setParameters("source", CONVERGING_PARAMETERS);
+    // Held precopy ends in postcopy when asked for, else converges once released.
+    if (scenario.postcopy) await switchToPostcopy(pair, scenario);
+    else if (expected.status === "completed") {
+      await pair.setParameters("source", CONVERGING_PARAMETERS);
+    }
   }
   switch (expected.status) {
     case "completed": {
+      const sampler = scenario.guestDowntime
+        ? sampleSwitchover(
+            pair.source,
+            pair.destination,
+            scenario.timeoutMs ?? timeoutMs("migration"),
+          )
+        : undefined;
       // A storage transport (exec, file, fdset): the destination loads what the source wrote.
       if (pair.incomingDeferred) {
         await pair.startDeferredIncoming({
           timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
         });
       }
+      const parameters = await pair.queryParameters("source");
+      const judged = {
+        sinceT: pair.timeline.now(),
+        ...(scenario.convergence && scenario.convergence !== "wait"
+          ? { passes: scenario.convergence.stalledPasses }
+          : {}),
+      };
       await pair.waitForStatuses(
         { source: ["completed"], destination: ["completed"] },
-        { timeoutMs: scenario.timeoutMs ?? timeoutMs("migration") },
+        {
+          timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
+          ...(scenario.convergence === "wait"
+            ? {}
+            : { failWhen: () => notConverging(pair.timeline, parameters, judged) }),
+        },
       );
       // A stopped source hands over a paused VM (its saved run state): resume it.
       if (scenario.live === false) await pair.contVm("destination");
-      return pair.finishCompleted(uri, started, scenario.ramCheck ?? true);
+      try {
+        const result = await pair.finishCompleted(uri, started, scenario.ramCheck ?? true);
+        sampler?.stop();
+        const guestDowntime = await sampler?.result;
+        if (guestDowntime) {
+          pair.timeline.record(
+            "harness",
+            "note",
+            `guest-visible downtime ${guestDowntime.stretchMs.toFixed(1)} ms (QEMU downtime ${result.source.migration.downtime} ms)`,
+          );
+        }
+        return guestDowntime ? { ...result, guestDowntime } : result;
+      } finally {
+        sampler?.stop();
+      }
     }
     case "failed":
     case "cancelled": {

@@ -55,6 +55,8 @@ export interface ScenarioHooks {
   afterIncoming?(pair: MigrationPair): Promise<void> | void;
   /** While held active (needs `hold`), after the passes and before the release. */
   whileHeld?(pair: MigrationPair): Promise<void> | void;
+  /** In postcopy (needs `postcopy`): both sides are postcopy-active, pages still on the source. */
+  whilePostcopy?(pair: MigrationPair): Promise<void> | void;
   /** Once `migrate` is accepted (for a test that drives the middle itself, e.g. cancel). */
   afterStart?(pair: MigrationPair): Promise<void> | void;
   /** After the outcome was reached and checked, with its result. */
@@ -83,6 +85,11 @@ export interface Scenario {
   outgoingUri?: (destinationUri: string) => string | Promise<string>;
   /** A FaultProxy between the sides (`pair.proxy`): cut, stall, throttle, delay, flip a byte. */
   faultProxy?: boolean;
+  /**
+   * Measure guest-visible downtime on completion (result.guestDowntime): the source's RAM goes
+   * on a shared file too, and both sides' progress words are read across the switchover.
+   */
+  guestDowntime?: boolean;
   /** Guest running during migration (default true); false stops the source first, as qtest does. */
   live?: boolean;
   capabilities?: PerSide<MigrationCapabilities>;
@@ -93,10 +100,22 @@ export interface Scenario {
    */
   required?: readonly (MigrationCapability | MigrationParameterName)[];
   hold?: Hold;
+  /**
+   * End the held precopy (needs `hold`) with migrate-start-postcopy instead of releasing it, and
+   * wait for both sides in postcopy-active before the whilePostcopy hook. The test names the
+   * postcopy capabilities itself (postcopy-ram on both sides, blocktime, preempt...).
+   */
+  postcopy?: true;
   /** migrate-incoming's options (or chosen from the pair, e.g. by what its schema offers). */
   incoming?: IncomingOptions | ((pair: MigrationPair) => IncomingOptions);
   /** Default: completed. */
   expect?: ExpectedOutcome;
+  /**
+   * Waiting for completion gives up, saying why, once the amount left to send has not fallen
+   * over this many dirty-bitmap syncs (default DEFAULT_STALLED_PASSES); "wait" waits for the
+   * timeout whatever happens.
+   */
+  convergence?: { stalledPasses: number } | "wait";
   /** QEMUs that exit by themselves in this scenario (qtest_set_expected_status). */
   exits?: Partial<Record<Side, ExpectedExit>>;
   hooks?: ScenarioHooks;

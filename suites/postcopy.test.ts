@@ -1,0 +1,149 @@
+// Postcopy: the guest runs on the destination while its pages still live on the source, so the
+// destination's memory is checked page by page after pages came on demand. Precopy is held
+// non-converging for a pass, then migrate-start-postcopy; max-postcopy-bandwidth keeps postcopy
+// long enough to observe and to break. Without userfaultfd each test says why it skipped, and
+// QEMU_MIGTEST_REQUIRE_POSTCOPY=1 makes that a failure (QEMU's own suite once skipped silently).
+
+import { expect } from "vitest";
+import type { MigrationPair, MigrationResult } from "../harness/migration/pair.ts";
+import type { Side } from "../harness/migration/timeline.ts";
+import { postcopySkip, probeUserfaultfd } from "../harness/qemu/userfaultfd.ts";
+import type { Scenario } from "../harness/scenario/scenario.ts";
+import { MiB } from "../harness/util/units.ts";
+import { expectCompletedMigration, expectLegalEvents } from "./expect-migration.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
+
+const MEMORY_MIB = 128;
+const uffd = postcopySkip(probeUserfaultfd());
+
+/** Held for a pass, then postcopy at 32 MiB/s while the guest dirties 64 MiB/s there. */
+function postcopy(rest: Partial<Scenario> = {}): Scenario {
+  return {
+    memoryMiB: MEMORY_MIB,
+    guest: { kind: "bootblock", dirtyRateMiBps: 64 },
+    capabilities: { both: { "postcopy-ram": true, ...rest.capabilities?.both } },
+    parameters: { source: { "max-postcopy-bandwidth": 32 * MiB } },
+    hold: { passes: 1 },
+    postcopy: true,
+    required: ["postcopy-ram"],
+    ...(uffd.skip ? { skipIf: () => uffd.skip } : {}),
+    ...rest,
+    ...(rest.capabilities
+      ? {
+          capabilities: {
+            ...rest.capabilities,
+            both: { "postcopy-ram": true, ...rest.capabilities.both },
+          },
+        }
+      : {}),
+  };
+}
+
+/** Both sides' figures after a completed postcopy, on QMP (HMP is checked by the fixture). */
+function expectPostcopyFigures(result: MigrationResult): void {
+  const ram = result.source.migration.ram;
+  expect(ram?.["postcopy-bytes"], "source postcopy-bytes").toBeGreaterThan(0);
+  expect(ram?.["postcopy-requests"], "source postcopy-requests (pages faulted on)").toBeGreaterThan(
+    0,
+  );
+  for (const side of ["source", "destination"] as const) {
+    expect(result[side].events, `${side} went through postcopy-active`).toContain(
+      "postcopy-active",
+    );
+  }
+}
+
+/** The destination VM runs while postcopy is active: the guest pulls its pages on demand. */
+async function expectDestinationRuns(pair: MigrationPair): Promise<void> {
+  const status = await pair.destination.queryStatus();
+  expect(status.running, `destination VM during postcopy-active: ${status.status}`).toBe(true);
+}
+
+/** Break postcopy, see both sides paused, recover on a fresh listener, and go on. */
+async function breakAndRecover(
+  pair: MigrationPair,
+  breakIt: () => Promise<unknown>,
+): Promise<void> {
+  const since = pair.timeline.now();
+  await breakIt();
+  await pair.waitForStatuses(
+    { source: ["postcopy-paused"], destination: ["postcopy-paused"] },
+    { failOn: ["failed", "cancelled", "completed"] },
+  );
+  for (const side of ["source", "destination"] as const satisfies readonly Side[]) {
+    await pair.waitForEvent(side, "MIGRATION", (d) => d.status === "postcopy-paused", {
+      sinceT: since,
+    });
+  }
+  await pair.recoverPostcopy();
+}
+
+forEachQemu("postcopy", (b) => {
+  test(`postcopy completes with the destination running on demand-paged memory, and the memory verifies ${where(b)}`, async ({
+    scenario,
+  }) => {
+    if (uffd.fail) throw new Error(uffd.fail);
+    const { pair, result } = await scenario(
+      postcopy({ hooks: { whilePostcopy: expectDestinationRuns } }),
+    );
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    expectPostcopyFigures(result);
+  });
+
+  test(`postcopy-blocktime: the destination reports how long vCPUs waited for pages ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
+    if (uffd.fail) throw new Error(uffd.fail);
+    const { result } = await scenario(
+      postcopy({ capabilities: { both: { "postcopy-blocktime": true } } }),
+    );
+    const dst = result.destination.migration;
+    expect(dst["postcopy-blocktime"], "destination postcopy-blocktime").toBeTypeOf("number");
+    expect(dst["postcopy-vcpu-blocktime"], "one blocktime per vCPU").toHaveLength(1);
+  });
+
+  test(`postcopy-preempt completes with its extra channel ${where(b)}`, { tags: ["full"] }, async ({
+    scenario,
+  }) => {
+    if (uffd.fail) throw new Error(uffd.fail);
+    const { pair, result } = await scenario(
+      postcopy({ capabilities: { both: { "postcopy-preempt": true } } }),
+    );
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    expectPostcopyFigures(result);
+  });
+
+  test(`postcopy paused with migrate-pause recovers on a new address and completes ${where(b)}`, async ({
+    scenario,
+  }) => {
+    if (uffd.fail) throw new Error(uffd.fail);
+    const { pair, result } = await scenario(
+      postcopy({
+        hooks: { whilePostcopy: (p) => breakAndRecover(p, () => p.pause("source")) },
+      }),
+    );
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    for (const side of ["source", "destination"] as const) {
+      expect(result[side].events, `${side} paused and recovered`).toEqual(
+        expect.arrayContaining(["postcopy-paused", "postcopy-recover"]),
+      );
+      expectLegalEvents(pair, side, "completed", result[side].events);
+    }
+  });
+
+  test(`postcopy broken for real (the connection cut in the fault proxy) recovers and completes ${where(b)}`, async ({
+    scenario,
+  }) => {
+    if (uffd.fail) throw new Error(uffd.fail);
+    const { pair, result } = await scenario(
+      postcopy({
+        faultProxy: true,
+        hooks: {
+          whilePostcopy: (p) => breakAndRecover(p, async () => p.proxy?.cut()),
+        },
+      }),
+    );
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    expect(result.source.events).toContain("postcopy-paused");
+  });
+});
