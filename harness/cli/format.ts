@@ -110,6 +110,12 @@ export function runSummary(run: RunRecord): string {
       `\n${run.verdicts.map((v) => `${v.ok ? "PASS" : "FAIL"} ${v.name}${v.detail ? `: ${v.detail}` : ""}`).join("\n")}`,
     );
   }
+  const g = run.guestDowntime;
+  if (g) {
+    out.push(
+      `\nguest-visible downtime: ${g.stretchMs.toFixed(1)} ms (+-${g.resolutionMs.toFixed(1)} ms; QEMU downtime ${g.qemuDowntimeMs ?? "-"} ms; the guest's own clock moved ${g.guestClockMs.toFixed(1)} ms across it)`,
+    );
+  }
   out.push(`\nRAM check: ${run.ramCheck ? run.ramCheck.summary : "not run"}`);
   return out.join("\n");
 }

@@ -220,6 +220,8 @@ export async function runMigrate(
   let pair: MigrationPair | undefined;
   const scenario: Scenario = {
     memoryMiB: settings.memoryMiB,
+    // With the boot-block guest: how long it could not run across the switchover.
+    guestDowntime: settings.guest === "bootblock",
     ...(machineType ? { machineType } : {}),
     guest:
       settings.guest === "bootblock"

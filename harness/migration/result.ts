@@ -1,6 +1,7 @@
 // What a migration left on each side, for every outcome: the last snapshot (query-migrate with
 // the info migrate text it brackets), the VM run state and the MIGRATION events seen.
 
+import type { GuestDowntime } from "../guest/downtime.ts";
 import type { RamIntegrity } from "../guest/guest.ts";
 import type { MigrationInfo, StatusInfo } from "../qmp/qapi.ts";
 
@@ -33,6 +34,8 @@ export interface MigrationResult {
   destination: SideResult;
   /** The guest's RAM verified on the destination (boot-block guest, after completion). */
   ram?: RamIntegrity;
+  /** The longest stretch the guest could not run across the switchover (scenario guestDowntime). */
+  guestDowntime?: GuestDowntime;
   /** The refused command's QMP error, for outcome "qmp-error". */
   qmpError?: { command: string; class: string; desc: string };
 }

@@ -61,6 +61,13 @@ export interface RunRecord {
   timeline: { startedAt: string; entries: TimelineEntry[] };
   verdicts: Verdict[];
   ramCheck?: RamCheckVerdict;
+  /** The longest stretch the guest could not run across the switchover, next to QEMU's downtime. */
+  guestDowntime?: {
+    stretchMs: number;
+    resolutionMs: number;
+    guestClockMs: number;
+    qemuDowntimeMs?: number;
+  };
 }
 
 export class RunFileError extends Error {
@@ -130,6 +137,18 @@ export async function recordPair(pair: MigrationPair, extras: RecordExtras): Pro
     timeline: JSON.parse(JSON.stringify(pair.timeline.toJSON())),
     verdicts: extras.verdicts ?? [],
     ...(extras.ramCheck ? { ramCheck: extras.ramCheck } : {}),
+    ...(extras.result?.guestDowntime
+      ? {
+          guestDowntime: {
+            stretchMs: extras.result.guestDowntime.stretchMs,
+            resolutionMs: extras.result.guestDowntime.resolutionMs,
+            guestClockMs: extras.result.guestDowntime.guestClockMs,
+            ...(extras.result.source.migration.downtime === undefined
+              ? {}
+              : { qemuDowntimeMs: extras.result.source.migration.downtime }),
+          },
+        }
+      : {}),
   };
   return record;
 }
