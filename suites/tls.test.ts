@@ -239,6 +239,22 @@ forEachQemu("tls", (b) => {
   );
 
   test(
+    `x509 over a unix socket without tls-hostname: the source has no name to check the server by ${where(b)}`,
+    full,
+    async ({ scenario }) => {
+      const { pair, result } = await scenario({
+        memoryMiB: MEMORY_MIB,
+        transport: { kind: "unix" },
+        ...x509Creds(x509.client),
+        // The client gives up after the handshake: the destination reads an empty stream.
+        ...survive(true),
+        expect: { status: "failed" },
+      });
+      await expectRefused(pair, result, { source: /^No hostname for certificate validation$/ });
+    },
+  );
+
+  test(
     `x509 hostname mismatch: the source refuses the server certificate ${where(b)}`,
     full,
     async ({ scenario }) => {
