@@ -60,6 +60,28 @@ forEachQemu("faults on the wire", (b) => {
     await expectNothingLost(pair, MEMORY_MIB);
   });
 
+  test(`multifd: the main channel and every multifd channel go through the proxy ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      faultProxy: true,
+      capabilities: { both: { multifd: true } },
+      parameters: { both: { "multifd-channels": 4 } },
+    });
+    expectCompletedMigration(pair, result, MEMORY_MIB);
+    const conns = proxyOf(pair).stats().connections;
+    pair.timeline.record(
+      "harness",
+      "note",
+      `proxied connections: ${conns.map((c) => `#${c.index} ${c.forwarded.up} up / ${c.forwarded.down} down`).join(", ")}`,
+    );
+    expect(conns.length, "main channel + 4 multifd channels").toBe(5);
+    // The pages travel on the multifd channels: each of the four carried some.
+    const carrying = conns.filter((c) => c.forwarded.up > 1024 * 1024);
+    expect(carrying.length, "channels that carried over 1 MiB").toBeGreaterThanOrEqual(4);
+  });
+
   test(`a stalled stream stays active with no progress, then completes once released ${where(b)}`, {
     tags: ["full"],
   }, async ({ scenario }) => {
