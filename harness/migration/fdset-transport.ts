@@ -65,7 +65,11 @@ export async function openFdsetFiles(dir: string): Promise<FdsetFiles> {
   // The reader is opened before anything is written: it sees the source's writes (same inode).
   const out = openSync(path, "w", 0o600);
   const inn = openSync(path, "r");
-  const [near, far] = await socketPair(dir);
+  const [near, far] = await socketPair(dir).catch((error: unknown) => {
+    closeSync(out);
+    closeSync(inn);
+    throw error;
+  });
   // A reset from the QEMU's side (it stopped reading) is the migration's to report.
   near.on("error", () => undefined);
   far.on("error", () => undefined);
