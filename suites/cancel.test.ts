@@ -43,13 +43,17 @@ const EXPECTED: Record<CancelCase["reach"], string> = {
 
 /** The source's MIGRATION status when migrate_cancel was sent: what the test really cancelled. */
 function statusAtCancel(pair: MigrationPair): string {
-  const cancel = pair.timeline
-    .of("source", "command")
-    .find((c) => c.data.command === "migrate_cancel");
-  const before = pair.timeline
-    .of("source", "event")
-    .filter((e) => e.data.event === "MIGRATION" && cancel && e.t <= cancel.t);
-  return String(before.at(-1)?.data.data?.status ?? "none");
+  // In arrival order, up to the last migrate_cancel (where a first cancel brings the source to
+  // cancelling, the second one is the one under test).
+  const entries = pair.timeline.entries;
+  let status = "none";
+  let atCancel = "none";
+  for (const e of entries) {
+    if (e.side !== "source") continue;
+    if (e.kind === "event" && e.data.event === "MIGRATION") status = String(e.data.data?.status);
+    if (e.kind === "command" && e.data.command === "migrate_cancel") atCancel = status;
+  }
+  return atCancel;
 }
 
 /** The scenario that holds the source in `c.state` and cancels it there. */

@@ -763,7 +763,9 @@ export class MigrationPair {
       .map((l) => l.trim())
       .filter(Boolean)
       .pop();
-    return `${side} QEMU (pid ${m.pid}) exited with code ${e.exitCode}${at}${last ? `: ${last}` : ""}`;
+    // A clean exit (quit) says nothing of why: its stderr is an older story.
+    const why = e.exitCode !== 0 && last ? `: ${last}` : "";
+    return `${side} QEMU (pid ${m.pid}) exited with code ${e.exitCode}${at}${why}`;
   }
 
   /** The other side's VM and migration state, for the second half of a headline. */
