@@ -3,11 +3,13 @@
 // turns "this QEMU lacks a feature the scenario names" into a reported skip; `launchPair` starts a
 // bare MigrationPair. Whatever happens in the test, every pair it launched is shut down, a failing
 // test gets both sides' diagnostics in its report, every pair's recorded QMP and HMP snapshots of
-// both sides are checked against each other (harness/checks/timeline-checks.ts), and a QEMU that
+// both sides are checked against each other (harness/checks/timeline-checks.ts) and against the
+// figures that must hang together in any reply (harness/checks/invariants.ts), and a QEMU that
 // ended in a way the test did not declare (a crash, a non-zero exit) fails the test.
 
 import { join } from "node:path";
 import { test as base, describe, inject } from "vitest";
+import { invariantProblems } from "../harness/checks/invariants.ts";
 import { timelineProblems } from "../harness/checks/timeline-checks.ts";
 import { MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
 import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
@@ -75,6 +77,7 @@ export const test = base.extend<MigrationFixtures>({
     // QEMU must have ended the way the test said it would.
     const problems = pairs.flatMap((p, i) => [
       ...timelineProblems(p.timeline).map((x) => `pair ${i + 1}: ${x}`),
+      ...invariantProblems(p.timeline).map((x) => `pair ${i + 1}: ${x}`),
       ...(exits[i] ?? []).map((x) => `pair ${i + 1}: ${x}`),
     ]);
     if (problems.length > 0) {
