@@ -222,6 +222,32 @@ forEachQemu("cancel", (b) => {
   }
 });
 
+forEachQemu("cancel with exit-on-error", (b) => {
+  // QEMU's default: a destination whose incoming migration fails exits (the only way before
+  // 9.1, where migrate-incoming has no exit-on-error).
+  test(`migrate_cancel in "active" with the destination's default exit-on-error: it exits with code 1 and says why ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
+    const { pair, result } = await scenario({
+      memoryMiB: MEMORY_MIB,
+      hold: { passes: 1 },
+      exits: { destination: { exitCode: 1 } },
+      expect: { status: "cancelled" },
+      hooks: {
+        whileHeld: async (p) => {
+          await p.cancel();
+        },
+      },
+    });
+    expectSideEnded(pair, "source", result.source, "cancelled");
+    await pair.destination.exited;
+    expect(pair.describeExit("destination")).toMatch(
+      /^destination QEMU \(pid \d+\) exited with code 1 at t=\d+ ms: .*load of migration failed/,
+    );
+    await expectNothingLost(pair, MEMORY_MIB);
+  });
+});
+
 forEachQemu("the destination's own abort", (b) => {
   // Read from QEMU's source and checked here: migrate_cancel acts on the outgoing migration only,
   // so on a destination it is accepted and does nothing (7.2, 10.0, 11.1); yank of the
