@@ -9,7 +9,9 @@
 // <qemu-version>-<side>-<phase>.json once every phase of that binary was captured; that
 // version's files from an earlier capture that this one no longer produces are removed.
 //
-// Three pairs per binary:
+// Three pairs per binary, then one per feature family (multifd, xbzrle, auto-converge: active
+// once the family's figures show, and completed) written to <out>/families/ as
+// <qemu-version>-<family>-<side>-<phase>.json, where the QEMU has the capability:
 //  1. none (both sides), listening (destination), active (both; the source held active by
 //     holdParameters until dirty-sync-count >= 2), completed (both; released with
 //     CONVERGING_PARAMETERS);
@@ -19,7 +21,7 @@
 // HMP text is only kept when the query-migrate replies read just before it, just after it and
 // after `-a` describe the same state (identical; while active: same status and dirty sync).
 
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -33,7 +35,8 @@ import type { Side } from "../harness/migration/timeline.ts";
 import type { AccelRequest } from "../harness/qemu/accel.ts";
 import type { MigrationInfo } from "../harness/qmp/qapi.ts";
 import { runScenario } from "../harness/scenario/run.ts";
-import type { Scenario } from "../harness/scenario/scenario.ts";
+import { type Scenario, ScenarioUnsupported } from "../harness/scenario/scenario.ts";
+import { makeDir } from "../harness/util/make-dir.ts";
 
 const SETTLE_TIMEOUT_MS = 30_000;
 const MIGRATION_TIMEOUT_MS = 120_000;
@@ -58,6 +61,10 @@ async function hmpTakesAll(pair: MigrationPair, side: Side): Promise<boolean> {
 
 class Capture {
   readonly fixtures: InfoMigrateFixture[] = [];
+  /** Per feature family (multifd, xbzrle, ...): written to <out>/families/. */
+  readonly familyFixtures: { family: string; fixture: InfoMigrateFixture }[] = [];
+  /** The family the pair being captured belongs to; undefined for the plain flows. */
+  private family?: string;
   private readonly takesAll = new Map<MigrationPair, Record<Side, boolean>>();
 
   constructor(
@@ -114,9 +121,10 @@ class Capture {
           hmp: bracket.text,
           ...(hmpAll === undefined ? {} : { hmpAll }),
         };
-        this.fixtures.push(fixture);
+        if (this.family) this.familyFixtures.push({ family: this.family, fixture });
+        else this.fixtures.push(fixture);
         console.log(
-          `  ${fixtureFileName(fixture)}: status ${fixture.qmp.status ?? "(none)"}${all ? "" : ", no -a"}`,
+          `  ${this.family ? `families/${familyFileName(this.family, fixture)}` : fixtureFileName(fixture)}: status ${fixture.qmp.status ?? "(none)"}${all ? "" : ", no -a"}`,
         );
         return;
       }
@@ -200,6 +208,50 @@ class Capture {
     });
   }
 
+  /** The feature families, one pair each: both sides active (when ready) and completed. */
+  async familyFlows(): Promise<void> {
+    for (const f of FAMILIES) {
+      this.family = f.family;
+      try {
+        await this.run({
+          ...f.scenario,
+          capabilities: { both: f.capabilities },
+          skipIf: (p) =>
+            Object.keys(f.capabilities).every((c) => p.features("source").capabilities.includes(c))
+              ? undefined
+              : `no ${Object.keys(f.capabilities).join(", ")}`,
+          hooks: {
+            whileHeld: async (p) => {
+              await p.waitUntil(
+                `${f.family} ready to capture`,
+                (s) => f.activeReady(s.source.migration),
+                {
+                  timeoutMs: SETTLE_TIMEOUT_MS,
+                },
+              );
+              await this.take(
+                p,
+                "source",
+                "active",
+                (i) => i.status === "active" && f.activeReady(i),
+              );
+              await this.take(p, "destination", "active", (i) => i.status === "active");
+            },
+            afterMigrate: async (p) => {
+              await this.take(p, "source", "completed", (i) => i.status === "completed");
+              await this.take(p, "destination", "completed", (i) => i.status === "completed");
+            },
+          },
+        });
+      } catch (error) {
+        if (!(error instanceof ScenarioUnsupported)) throw error;
+        console.log(`  ${f.family}: skipped (${error.message})`);
+      } finally {
+        this.family = undefined;
+      }
+    }
+  }
+
   /** Pair 3: a migration to a port nobody listens on. */
   async failFlow(): Promise<void> {
     await this.run({
@@ -212,9 +264,67 @@ class Capture {
   }
 }
 
+/**
+ * The feature families' pairs: each one's `info migrate` (and `-a`) while active and once
+ * completed, where this QEMU has the capabilities. A family the QEMU lacks is skipped, saying so.
+ */
+const FAMILIES: {
+  family: string;
+  capabilities: Record<string, boolean>;
+  scenario: Scenario;
+  /** Ready to keep the active snapshot (e.g. xbzrle pages sent, throttle on). */
+  activeReady: Ready;
+}[] = [
+  {
+    family: "multifd",
+    capabilities: { multifd: true },
+    scenario: {
+      memoryMiB: 48,
+      guest: { kind: "bootblock", rangeEndMiB: 32, dirtyRateMiBps: 64 },
+      parameters: { both: { "multifd-channels": 4 } },
+      hold: { passes: 2 },
+    },
+    activeReady: (i) => (i.ram?.["multifd-bytes"] ?? 0) > 0,
+  },
+  {
+    family: "xbzrle",
+    capabilities: { xbzrle: true },
+    // Deltas start on the third pass and soon converge: active shows the cache (pages may
+    // still be 0), completed its pages.
+    scenario: {
+      memoryMiB: 48,
+      guest: { kind: "bootblock", rangeEndMiB: 32, dirtyRateMiBps: 64 },
+      hold: { passes: 2 },
+    },
+    activeReady: (i) => i["xbzrle-cache"] !== undefined,
+  },
+  {
+    family: "auto-converge",
+    capabilities: { "auto-converge": true },
+    // Unpaced, throttled to at most 60%: still far above 128 MiB/s, so held while throttled.
+    scenario: {
+      memoryMiB: 48,
+      guest: { kind: "bootblock", rangeEndMiB: 32, dirtyRateMiBps: 0 },
+      parameters: {
+        source: {
+          "cpu-throttle-initial": 50,
+          "cpu-throttle-increment": 10,
+          "max-cpu-throttle": 60,
+        },
+      },
+      hold: { passes: 2, parameters: { "max-bandwidth": 128 * 1024 * 1024, "downtime-limit": 1 } },
+    },
+    activeReady: (i) => i["cpu-throttle-percentage"] !== undefined,
+  },
+];
+
+export function familyFileName(family: string, f: InfoMigrateFixture): string {
+  return `${f.qemu}-${family}-${f.side}-${f.phase}.json`;
+}
+
 /** Write one binary's fixtures, then drop that version's files this capture did not produce. */
 async function writeFixtures(out: string, fixtures: InfoMigrateFixture[]): Promise<void> {
-  await mkdir(out, { recursive: true });
+  await makeDir(out);
   const written = new Set<string>();
   for (const f of fixtures) {
     const name = fixtureFileName(f);
@@ -227,6 +337,28 @@ async function writeFixtures(out: string, fixtures: InfoMigrateFixture[]): Promi
     if (versions.has(version) && name.endsWith(".json") && !written.has(name)) {
       await rm(join(out, name));
       console.log(`  removed ${name}: not produced by this capture`);
+    }
+  }
+}
+
+/** Write one binary's family fixtures, dropping that version's files this capture did not make. */
+async function writeFamilyFixtures(
+  out: string,
+  fixtures: { family: string; fixture: InfoMigrateFixture }[],
+): Promise<void> {
+  await makeDir(out);
+  const written = new Set<string>();
+  for (const { family, fixture } of fixtures) {
+    const name = familyFileName(family, fixture);
+    await writeFile(join(out, name), serializeFixture(fixture));
+    written.add(name);
+  }
+  const versions = new Set(fixtures.map((f) => f.fixture.qemu));
+  for (const name of await readdir(out)) {
+    const version = name.split("-")[0] ?? "";
+    if (versions.has(version) && name.endsWith(".json") && !written.has(name)) {
+      await rm(join(out, name));
+      console.log(`  removed families/${name}: not produced by this capture`);
     }
   }
 }
@@ -258,7 +390,9 @@ async function main(): Promise<number> {
     await capture.mainFlow();
     await capture.cancelFlow();
     await capture.failFlow();
+    await capture.familyFlows();
     await writeFixtures(values.out, capture.fixtures);
+    await writeFamilyFixtures(join(values.out, "families"), capture.familyFixtures);
   }
   return 0;
 }

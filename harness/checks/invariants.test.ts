@@ -61,8 +61,14 @@ const BROKEN: Record<string, () => MigrationInfo> = {
     if (i.ram) i.ram["dirty-sync-count"] = 0;
     return i;
   },
-  "setup-time <= total-time": () => ({ ...completed(), "setup-time": 5000, downtime: 1 }),
-  "downtime <= total-time": () => ({ ...completed(), downtime: 10_000 }),
+  "setup-time <= total-time": () => {
+    const i = completed();
+    return { ...i, "setup-time": (i["total-time"] ?? 0) + 1000, downtime: 1 };
+  },
+  "downtime <= total-time": () => {
+    const i = completed();
+    return { ...i, downtime: (i["total-time"] ?? 0) + 1000 };
+  },
   "remaining = 0 once completed": () => withRam({ remaining: 4096 }),
   "every page sent at least once by completion": () =>
     withRam({ duplicate: 0, normal: 10, "normal-bytes": 40_960 }),

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import {
@@ -13,7 +14,14 @@ import { formatSizeToStr } from "./size.ts";
 // Captured from real QEMUs by scripts/capture-info-migrate.ts; their names, phases and
 // completeness are checked in info-migrate-fixture.test.ts.
 const FIXTURE_DIR = fileURLToPath(new URL("../fixtures/info-migrate/", import.meta.url));
-const fixtures = loadInfoMigrateFixtures(FIXTURE_DIR);
+// And the feature families' snapshots (multifd, xbzrle, auto-converge), named with their family.
+const FAMILY_DIR = `${FIXTURE_DIR}families/`;
+const fixtures = [
+  ...loadInfoMigrateFixtures(FIXTURE_DIR),
+  ...(existsSync(FAMILY_DIR)
+    ? loadInfoMigrateFixtures(FAMILY_DIR).map((f) => ({ ...f, file: `families/${f.file}` }))
+    : []),
+];
 
 /** The layout QEMU switched to in 10.1, used only to check detection against the real capture. */
 function expectedFormat(f: InfoMigrateFixture, text: string): string {
