@@ -49,6 +49,16 @@ describe("legal MIGRATION event paths", () => {
     ).toEqual([]);
   });
 
+  test("7.2's destination goes back to setup while it listens for the recovery", () => {
+    expect(
+      legal(
+        "destination",
+        "setup active postcopy-active postcopy-paused setup postcopy-recover postcopy-active completed",
+      ),
+    ).toEqual([]);
+    expect(legal("destination", "setup active postcopy-active setup completed")).toHaveLength(1);
+  });
+
   test("a pause before postcopy started, or a state the binary does not declare, is not legal", () => {
     expect(legal("source", "setup active postcopy-paused completed")).toHaveLength(1);
     // The path is legal, but this binary's schema has no postcopy-active.

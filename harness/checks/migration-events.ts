@@ -5,10 +5,11 @@
 
 /**
  * Postcopy, once started: postcopy-active (11.1 passes through postcopy-device first), then any
- * pauses and recoveries (double failures too).
+ * pauses and recoveries (double failures too); a 7.2 destination listening again after
+ * migrate-recover reports setup.
  */
 const POSTCOPY =
-  "(( postcopy-device)? postcopy-active( postcopy-paused| postcopy-recover-setup| postcopy-recover| postcopy-active)*)?";
+  "(( postcopy-device)? postcopy-active( postcopy-paused( setup)?| postcopy-recover-setup| postcopy-recover| postcopy-active)*)?";
 
 /** Legal paths as regular expressions over space-separated statuses. */
 const PATHS: Record<string, RegExp> = {

@@ -40,4 +40,15 @@ describe("exitProblems", () => {
       'the source QEMU exited with exit code 1 after "quit"',
     ]);
   });
+
+  test("a QEMU declared to hang on quit must still be running at teardown and need the kill", () => {
+    const hangs = { hangsOnQuit: true } as const;
+    expect(exitProblems("destination", undefined, { signal: "SIGKILL" }, hangs, "")).toEqual([]);
+    expect(exitProblems("destination", undefined, { exitCode: 0 }, hangs, "")).toEqual([
+      'the destination QEMU was expected not to obey "quit" but ended with exit code 0',
+    ]);
+    expect(exitProblems("destination", { exitCode: 1 }, { exitCode: 1 }, hangs, "")).toEqual([
+      'the destination QEMU was expected to hang on "quit" but exited by itself (exit code 1)',
+    ]);
+  });
 });

@@ -10,6 +10,11 @@ import type { Side } from "./timeline.ts";
 export interface ExpectedExit {
   exitCode?: number;
   signal?: NodeJS.Signals;
+  /**
+   * Instead: it is still running at teardown and does not obey "quit" (a postcopy destination
+   * whose source died waits for pages forever), so teardown must kill it.
+   */
+  hangsOnQuit?: true;
 }
 
 function describeExit(e: ExitInfo): string {
@@ -33,6 +38,16 @@ export function exitProblems(
   stderrTail: string,
 ): string[] {
   const tail = stderrTail.trim() ? `; its stderr ended with:\n${stderrTail.trim()}` : "";
+  if (expected?.hangsOnQuit) {
+    if (early) {
+      return [
+        `the ${side} QEMU was expected to hang on "quit" but exited by itself (${describeExit(early)})${tail}`,
+      ];
+    }
+    return final.signal
+      ? []
+      : [`the ${side} QEMU was expected not to obey "quit" but ended with ${describeExit(final)}`];
+  }
   if (expected) {
     if (!early) {
       return [

@@ -800,8 +800,15 @@ export class MigrationPair {
       );
     }
     const other: Side = side === "source" ? "destination" : "source";
+    const survivor = await this.survivorState(other);
+    // In postcopy the source holds the only copy of the pages not yet sent: say plainly that the
+    // guest is lost, whatever QEMU then does (which pages is QEMU's to tell, not ours).
+    const lost =
+      side === "source" && /migration status "postcopy-/.test(survivor)
+        ? "; the guest cannot survive this: its pages still on the source are gone, and the destination can only wait (postcopy-paused) for a recovery from a source that no longer exists"
+        : "";
     return this.fail(
-      `${this.describeExit(side)}; then ${await this.survivorState(other)} (${context}: ${(error as Error).message})`,
+      `${this.describeExit(side)}; then ${survivor}${lost} (${context}: ${(error as Error).message})`,
       side,
     );
   }
@@ -951,7 +958,12 @@ export class MigrationPair {
     this.closed ??= (async () => {
       this.phase = "teardown";
       const early = { source: this.source.exit, destination: this.destination.exit };
-      const finals = await Promise.all(SIDES.map((s) => this.machine(s).shutdown()));
+      // A side declared to ignore "quit" gets the kill after a short wait, not the full one.
+      const finals = await Promise.all(
+        SIDES.map((s) =>
+          this.machine(s).shutdown(this.expectedExits[s]?.hangsOnQuit ? { timeoutMs: 1500 } : {}),
+        ),
+      );
       const proxy = this.proxy;
       await proxy?.close();
       await this.cleanup.unwind();

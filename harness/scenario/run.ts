@@ -180,7 +180,11 @@ async function reachOutcome(
           timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
         });
       }
-      const parameters = await pair.queryParameters("source");
+      // For the not-converging verdict's explanation only: a source gone by now (killed during
+      // postcopy, say) is reported by the wait below, with its own headline.
+      const parameters = pair.source.isRunning()
+        ? await pair.queryParameters("source").catch(() => ({}))
+        : {};
       const judged = {
         sinceT: pair.timeline.now(),
         ...(scenario.convergence && scenario.convergence !== "wait"
