@@ -91,15 +91,23 @@ export async function finalState(
 ): Promise<Omit<MigrationResult, "uri" | "durationMs">> {
   const sideResult = async (side: Side, vm?: StatusInfo): Promise<SideResult> => {
     const m = pair.machine(side);
-    const events = pair.migrationEvents(side);
-    if (!m.isRunning()) {
-      // A side that exited (a failed incoming migration ends a destination): its last words.
+    // A side that exited (a failed incoming migration ends a destination): its last words.
+    const lastWords = (): SideResult => {
       const last = pair.timeline.last(side, "query-migrate")?.data ?? {};
       const text = pair.timeline.last(side, "info-migrate")?.data ?? "";
+      const events = pair.migrationEvents(side);
       return { migration: last, before: last, infoMigrate: text, vm: exitedVm(m), events };
+    };
+    if (!m.isRunning()) return lastWords();
+    try {
+      const [snap, status] = await Promise.all([pair.snapshot(side), vm ?? m.queryStatus()]);
+      return { ...snap, vm: status, events: pair.migrationEvents(side) };
+    } catch (error) {
+      // It was exiting while we asked (the destination refusing a stream ends just then).
+      await Promise.race([m.exited, new Promise((r) => setTimeout(r, 1000))]);
+      if (!m.isRunning()) return lastWords();
+      throw error;
     }
-    const [snap, status] = await Promise.all([pair.snapshot(side), vm ?? m.queryStatus()]);
-    return { ...snap, vm: status, events: pair.migrationEvents(side) };
   };
   const [source, destination] = await Promise.all([
     sideResult("source"),
