@@ -22,6 +22,7 @@ const LAYERS = [
   "qemu",
   "guest",
   "vfio",
+  "transport",
   "migration",
   "checks",
   "scenario",

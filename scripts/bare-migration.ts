@@ -9,8 +9,8 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { writeBootblockImage } from "../harness/guest/bootblock.ts";
-import { freeLoopbackPort } from "../harness/migration/transport.ts";
 import { defaultParentDir } from "../harness/qemu/machine.ts";
+import { freeLoopbackPort } from "../harness/transport/transport.ts";
 
 const MiB = 1024 * 1024;
 

@@ -3,11 +3,11 @@
 // two malformed commands QEMU must refuse, both `uri` and `channels`, or neither.
 
 import { expect } from "vitest";
-import type { Transport } from "../harness/migration/transport.ts";
 import {
   declareSwitchoverBandwidth,
   missingTransport,
 } from "../harness/migration/transport-support.ts";
+import type { Transport } from "../harness/transport/transport.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 

@@ -5,17 +5,17 @@
 // other once the source completed, as libvirt's iohelper does on restore. query-fdsets shows
 // what each QEMU holds and remove-fd takes it away.
 // Not covered: `getfd` and QMP `add-fd`, which take the descriptor as SCM_RIGHTS ancillary data
-// on the QMP socket; Node's `net` cannot send it (see harness/migration/fdset-transport.ts).
+// on the QMP socket; Node's `net` cannot send it (see harness/transport/fdset-transport.ts).
 
 import { expect } from "vitest";
-import { FDSET_OPAQUE } from "../harness/migration/fdset-transport.ts";
 import type { MigrationPair, Side } from "../harness/migration/pair.ts";
-import { FDSET, type Transport } from "../harness/migration/transport.ts";
 import {
   declareSwitchoverBandwidth,
   missingTransport,
 } from "../harness/migration/transport-support.ts";
 import { ExecuteError } from "../harness/qmp/errors.ts";
+import { FDSET_OPAQUE } from "../harness/transport/fdset-transport.ts";
+import { FDSET, type Transport } from "../harness/transport/transport.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 

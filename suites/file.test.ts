@@ -4,13 +4,13 @@
 
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { expect, onTestFinished } from "vitest";
-import { directIoDir } from "../harness/migration/direct-io.ts";
 import type { MigrationPair } from "../harness/migration/pair.ts";
-import { migrationFilePath, type Transport } from "../harness/migration/transport.ts";
 import {
   declareSwitchoverBandwidth,
   missingTransport,
 } from "../harness/migration/transport-support.ts";
+import { directIoDir } from "../harness/transport/direct-io.ts";
+import { migrationFilePath, type Transport } from "../harness/transport/transport.ts";
 import { MiB } from "../harness/util/units.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";

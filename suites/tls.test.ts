@@ -11,17 +11,17 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, inject } from "vitest";
 import { BOOTBLOCK_LAYOUT } from "../harness/guest/bootblock.ts";
 import type { MigrationPair, MigrationResult } from "../harness/migration/pair.ts";
+import { declareSwitchoverBandwidth } from "../harness/migration/transport-support.ts";
+import type { Scenario } from "../harness/scenario/scenario.ts";
 import {
   makePskDir,
   makeX509Set,
   objectArgs,
   TLS_IDS,
   type X509Set,
-} from "../harness/migration/tls-creds.ts";
-import type { Transport } from "../harness/migration/transport.ts";
-import { declareSwitchoverBandwidth } from "../harness/migration/transport-support.ts";
-import { WireTap } from "../harness/migration/wire-tap.ts";
-import type { Scenario } from "../harness/scenario/scenario.ts";
+} from "../harness/transport/tls-creds.ts";
+import type { Transport } from "../harness/transport/transport.ts";
+import { WireTap } from "../harness/transport/wire-tap.ts";
 import { timeoutMs } from "../harness/util/timeouts.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";

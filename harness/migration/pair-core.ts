@@ -14,16 +14,16 @@ import type {
 } from "../qmp/qapi.ts";
 import type { QmpSchema } from "../qmp/schema.ts";
 import { formatViolations, validateReply } from "../qmp/validate.ts";
+import type { FaultProxy } from "../transport/fault-proxy.ts";
+import type { AddressArguments, Transport } from "../transport/transport.ts";
 import type { CleanupStack } from "../util/cleanup-stack.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import { formatDiagnostics } from "./diagnostics.ts";
 import { MigrationError } from "./errors.ts";
 import { type ExpectedExit, exitProblems } from "./exit-expectations.ts";
-import type { FaultProxy } from "./fault-proxy.ts";
 import type { PairOptions, Snapshots, WaitOptions } from "./pair-options.ts";
 import type { SideSnapshot } from "./result.ts";
 import type { Side, Timeline } from "./timeline.ts";
-import type { AddressArguments, Transport } from "./transport.ts";
 
 const SIDES = ["source", "destination"] as const;
 

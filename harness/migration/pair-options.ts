@@ -3,9 +3,9 @@
 import type { GuestOptions } from "../guest/guest.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import type { MigrationParameters, MigrationStatus } from "../qmp/qapi.ts";
+import type { Transport, TransportKind } from "../transport/transport.ts";
 import type { SideSnapshot } from "./result.ts";
 import type { Side } from "./timeline.ts";
-import type { Transport, TransportKind } from "./transport.ts";
 
 export interface SideOptions {
   binary?: string;

@@ -11,22 +11,28 @@ import { defaultParentDir, Machine, type MachineOptions } from "../qemu/machine.
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
 import type { MigrationParameters, MigrationStatus, QMPEvent, StatusInfo } from "../qmp/qapi.ts";
 import { validateEventData } from "../qmp/validate.ts";
+import { FaultProxy } from "../transport/fault-proxy.ts";
+import { openFdsetFiles } from "../transport/fdset-transport.ts";
+import { bindAttempts, freeLoopbackPort, transportUris } from "../transport/transport.ts";
 import { CleanupStack } from "../util/cleanup-stack.ts";
 import { runParentDir } from "../util/paths.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import * as config from "./config.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
 import { exitProblems } from "./exit-expectations.ts";
-import { FaultProxy } from "./fault-proxy.ts";
-import { openFdsetFiles } from "./fdset-transport.ts";
 import * as flow from "./flow.ts";
 import { PairCore } from "./pair-core.ts";
 import type { PairOptions, Snapshots, StatusWaitOptions, WaitOptions } from "./pair-options.ts";
 import type { MigrationOutcome, MigrationResult } from "./result.ts";
 import { type Side, Timeline } from "./timeline.ts";
-import { bindAttempts, freeLoopbackPort, transportUris } from "./transport.ts";
 import * as waits from "./waits.ts";
 
+export {
+  assertPortFree,
+  freeLoopbackPort,
+  type Transport,
+  type TransportKind,
+} from "../transport/transport.ts";
 export { MigrationConfigError, MigrationError } from "./errors.ts";
 export type {
   PairOptions,
@@ -37,12 +43,6 @@ export type {
 } from "./pair-options.ts";
 export type { MigrationOutcome, MigrationResult, SideResult, SideSnapshot } from "./result.ts";
 export type { Side } from "./timeline.ts";
-export {
-  assertPortFree,
-  freeLoopbackPort,
-  type Transport,
-  type TransportKind,
-} from "./transport.ts";
 
 const SIDES = ["source", "destination"] as const;
 

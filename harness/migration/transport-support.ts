@@ -1,9 +1,9 @@
 // Whether both QEMUs of a pair can carry a transport, asked of their schemas (never of a version
 // number): the answer is a skip reason naming what the schema lacks, or undefined.
 
+import type { Transport } from "../transport/transport.ts";
 import type { MigrationPair } from "./pair.ts";
 import type { Side } from "./timeline.ts";
-import type { Transport } from "./transport.ts";
 
 const SIDES = ["source", "destination"] as const;
 

@@ -8,7 +8,7 @@ import type { ExpectedExit } from "../migration/exit-expectations.ts";
 import type { MigrationPair } from "../migration/pair.ts";
 import type { MigrationResult } from "../migration/result.ts";
 import type { Side } from "../migration/timeline.ts";
-import type { Transport } from "../migration/transport.ts";
+import type { Transport } from "../transport/transport.ts";
 import type {
   MigrateSetParameters,
   MigrationCapabilities,
