@@ -132,6 +132,15 @@ describe("reply invariants", () => {
     expect(replyProblems(i, "source")).toHaveLength(1);
   });
 
+  test("mbps is not judged after a postcopy", () => {
+    const i = completed();
+    if (i.ram) {
+      i.ram.mbps /= 8;
+      i.ram["postcopy-bytes"] = 4096;
+    }
+    expect(replyProblems(i, "source")).toEqual([]);
+  });
+
   test("source-only rules do not judge the destination", () => {
     expect(replyProblems(withRam({ remaining: 4096 }), "destination")).toEqual([]);
   });
