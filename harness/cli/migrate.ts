@@ -2,7 +2,7 @@
 // a summary of both sides and the guest RAM check at the end; optionally saved as a run file
 // and an HTML report.
 
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_STALLED_PASSES } from "../checks/convergence.ts";
 import { DEFAULT_DIRTY_RATE_MIBPS, dirtyRatePagesPerSecond } from "../guest/dirty-rate.ts";
@@ -215,48 +215,16 @@ export async function runMigrate(
       `machine type: ${machineType} (the newest versioned type both QEMUs offer; "pc" means a different one on each; --machine-type overrides)`,
     );
   }
-  const range = bootblockRange(settings.memoryMiB);
   for (const note of replacedDefaults(settings)) say(note);
   let pair: MigrationPair | undefined;
-  const scenario: Scenario = {
-    memoryMiB: settings.memoryMiB,
-    // With the boot-block guest: how long it could not run across the switchover.
-    guestDowntime: settings.guest === "bootblock",
-    ...(machineType ? { machineType } : {}),
-    guest:
-      settings.guest === "bootblock"
-        ? {
-            kind: "bootblock",
-            rangeEndMiB: range.rangeEnd / MiB,
-            dirtyRateMiBps: settings.dirtyRateMiBps,
-            pageSpin: settings.pageSpin,
-          }
-        : { kind: "none" },
-    transport: { kind: settings.transport },
-    // Names come from the command line: checked against each QEMU at run time, and a name the
-    // QEMU lacks is an error here, not a skip.
-    capabilities: { both: settings.capabilities as MigrationCapabilities },
-    parameters: {
-      both: settings.parameters as MigrateSetParameters,
-      source: settings.sourceParameters as MigrateSetParameters,
-    },
-    required: [
-      ...Object.keys(settings.capabilities),
-      ...Object.keys(settings.parameters),
-      ...Object.keys(settings.sourceParameters),
-    ] as Scenario["required"] & string[],
-    binaries: { source: source.path, destination: destination.path },
-    timeoutMs: settings.timeoutMs,
-    ...(settings.keepGoing ? { convergence: "wait" as const } : {}),
-    // The RAM check runs below so that a failing one still gives its verdict and summary.
-    ramCheck: false,
-  };
+  const scenario = migrateScenario(settings, source.path, destination.path, machineType);
   const onSnapshot: PairOptions["onSnapshot"] = (side, snap) =>
     progress.snapshot(
       side,
       snap,
       pair?.timeline.of("source", "event").filter((e) => e.data.event === "MIGRATION_PASS").length,
     );
+  const range = bootblockRange(settings.memoryMiB);
   const extraOptions = {
     guest: settings.guest,
     ...(settings.guest === "bootblock"
@@ -271,8 +239,6 @@ export async function runMigrate(
   };
   let result: MigrationResult | undefined;
   let failure: unknown;
-  let ramCheck: RamCheckVerdict | undefined;
-  const verdicts: Verdict[] = [];
   const launch = async (o: PairOptions) => {
     pair = await MigrationPair.launch({ ...o, onSnapshot });
     for (const side of ["source", "destination"] as const) {
@@ -293,48 +259,104 @@ export async function runMigrate(
   progress.finish();
   const p = pair as unknown as MigrationPair;
   try {
-    if (result) {
-      say(`migration over ${result.uri} completed in ${result.durationMs} ms`);
-      verdicts.push(
-        { name: "both sides completed", ok: true },
-        {
-          name: "destination VM running",
-          ok: result.destination.vm.running,
-          detail: result.destination.vm.status,
-        },
-      );
-      if (p.guest.params) {
-        try {
-          const { check } = await p.checkRam();
-          ramCheck = { ok: check.ok, summary: check.summary };
-        } catch (error) {
-          failure = error;
-        }
-      }
-    } else {
-      verdicts.push({ name: "both sides completed", ok: false, detail: firstLine(failure) });
-    }
-    const run = await recordPair(p, {
-      name: "qemu-migtest migrate",
-      ...(result ? { result } : {}),
-      ...(failure !== undefined ? { error: failure } : {}),
-      verdicts,
-      ...(ramCheck ? { ramCheck } : {}),
-      options: extraOptions,
-    });
-    const files: MigrateOutcome["files"] = settings.resultsDir
-      ? await saveArtefacts(settings.resultsDir, run)
-      : {};
-    say("");
-    say(runSummary(run));
-    if (failure !== undefined) say(`\nmigration FAILED: ${(failure as Error).message ?? failure}`);
-    if (files.run) say(`\nrun saved: ${files.run}`);
-    if (files.report) say(`report: ${files.report}`);
-    const ok = failure === undefined && (ramCheck?.ok ?? true) && verdicts.every((v) => v.ok);
-    return { run, ok, files };
+    return await report(p, settings, say, { result, failure, extraOptions });
   } finally {
     await p.close();
   }
+}
+
+/** The verdicts, the RAM check, the run record and its files, and the summary printed. */
+async function report(
+  p: MigrationPair,
+  settings: MigrateSettings,
+  say: (text: string) => void,
+  ran: { result?: MigrationResult; failure: unknown; extraOptions: Record<string, unknown> },
+): Promise<MigrateOutcome> {
+  const { result, extraOptions } = ran;
+  let failure = ran.failure;
+  let ramCheck: RamCheckVerdict | undefined;
+  const verdicts: Verdict[] = [];
+  if (result) {
+    say(`migration over ${result.uri} completed in ${result.durationMs} ms`);
+    verdicts.push(
+      { name: "both sides completed", ok: true },
+      {
+        name: "destination VM running",
+        ok: result.destination.vm.running,
+        detail: result.destination.vm.status,
+      },
+    );
+    if (p.guest.params) {
+      try {
+        const { check } = await p.checkRam();
+        ramCheck = { ok: check.ok, summary: check.summary };
+      } catch (error) {
+        failure = error;
+      }
+    }
+  } else {
+    verdicts.push({ name: "both sides completed", ok: false, detail: firstLine(failure) });
+  }
+  const run = await recordPair(p, {
+    name: "qemu-migtest migrate",
+    ...(result ? { result } : {}),
+    ...(failure !== undefined ? { error: failure } : {}),
+    verdicts,
+    ...(ramCheck ? { ramCheck } : {}),
+    options: extraOptions,
+  });
+  const files: MigrateOutcome["files"] = settings.resultsDir
+    ? await saveArtefacts(settings.resultsDir, run)
+    : {};
+  say("");
+  say(runSummary(run));
+  if (failure !== undefined) say(`\nmigration FAILED: ${(failure as Error).message ?? failure}`);
+  if (files.run) say(`\nrun saved: ${files.run}`);
+  if (files.report) say(`report: ${files.report}`);
+  const ok = failure === undefined && (ramCheck?.ok ?? true) && verdicts.every((v) => v.ok);
+  return { run, ok, files };
+}
+
+/** The CLI's flags as a scenario: names from the command line are checked at run time. */
+export function migrateScenario(
+  settings: MigrateSettings,
+  source: string,
+  destination: string,
+  machineType: string | undefined,
+): Scenario {
+  const range = bootblockRange(settings.memoryMiB);
+  return {
+    memoryMiB: settings.memoryMiB,
+    // With the boot-block guest: how long it could not run across the switchover.
+    guestDowntime: settings.guest === "bootblock",
+    ...(machineType ? { machineType } : {}),
+    guest:
+      settings.guest === "bootblock"
+        ? {
+            kind: "bootblock",
+            rangeEndMiB: range.rangeEnd / MiB,
+            dirtyRateMiBps: settings.dirtyRateMiBps,
+            pageSpin: settings.pageSpin,
+          }
+        : { kind: "none" },
+    transport: { kind: settings.transport },
+    // A name the QEMU lacks is an error here, not a skip.
+    capabilities: { both: settings.capabilities as MigrationCapabilities },
+    parameters: {
+      both: settings.parameters as MigrateSetParameters,
+      source: settings.sourceParameters as MigrateSetParameters,
+    },
+    required: [
+      ...Object.keys(settings.capabilities),
+      ...Object.keys(settings.parameters),
+      ...Object.keys(settings.sourceParameters),
+    ] as Scenario["required"] & string[],
+    binaries: { source, destination },
+    timeoutMs: settings.timeoutMs,
+    ...(settings.keepGoing ? { convergence: "wait" as const } : {}),
+    // The RAM check runs after, so that a failing one still gives its verdict and summary.
+    ramCheck: false,
+  };
 }
 
 /** Which of the harness's converging defaults (CONVERGING_PARAMETERS) a flag replaced. */

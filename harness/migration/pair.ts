@@ -6,7 +6,12 @@
 
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type GuestOptions, prepareGuest, type RamIntegrity } from "../guest/guest.ts";
+import {
+  type GuestOptions,
+  type PreparedGuest,
+  prepareGuest,
+  type RamIntegrity,
+} from "../guest/guest.ts";
 import { defaultParentDir, Machine, type MachineOptions } from "../qemu/machine.ts";
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
 import type { MigrationParameters, MigrationStatus, QMPEvent, StatusInfo } from "../qmp/qapi.ts";
@@ -84,25 +89,7 @@ export class MigrationPair extends PairCore {
         typeof options.transport === "object" ? options.transport.kind : options.transport;
       const fdset = kind === "fdset" ? await openFdsetFiles(assetsDir) : undefined;
       if (fdset) cleanup.defer(() => fdset.close());
-      const machineOptions = (side: Side): MachineOptions => {
-        const own = options[side] ?? {};
-        return {
-          ...(fdset ? { inheritFds: fdset[side].fds } : {}),
-          name: side,
-          binary: own.binary ?? options.binary,
-          accel: options.accel,
-          machineType: options.machineType,
-          memoryMiB,
-          guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
-          extraArgs: [...(fdset?.[side].args ?? []), ...(own.extraArgs ?? [])],
-          // The destination's RAM on a shared file: the RAM check reads it in place.
-          ramBackingFile:
-            own.ramBackingFile ?? (side === "destination" && guest.params !== undefined),
-          incoming: side === "destination",
-          parentDir: options.parentDir,
-          startTimeoutMs: options.startTimeoutMs,
-        };
-      };
+      const machineOptions = (side: Side) => machineOptionsFor(side, options, guest, fdset);
       // Both at once: QEMU's start-up is most of a short test's time.
       const roles = new Map<Machine, { side: Side }>();
       const launchAs = async (side: Side) => {
@@ -537,6 +524,31 @@ export class MigrationPair extends PairCore {
     const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
     if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
   }
+}
+
+/** One side's QEMU: the pair's options, the guest's arguments, the fdset's descriptors. */
+function machineOptionsFor(
+  side: Side,
+  options: PairOptions,
+  guest: PreparedGuest,
+  fdset: Awaited<ReturnType<typeof openFdsetFiles>> | undefined,
+): MachineOptions {
+  const own = options[side] ?? {};
+  return {
+    ...(fdset ? { inheritFds: fdset[side].fds } : {}),
+    name: side,
+    binary: own.binary ?? options.binary,
+    accel: options.accel,
+    machineType: options.machineType,
+    memoryMiB: options.memoryMiB ?? 128,
+    guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
+    extraArgs: [...(fdset?.[side].args ?? []), ...(own.extraArgs ?? [])],
+    // The destination's RAM on a shared file: the RAM check reads it in place.
+    ramBackingFile: own.ramBackingFile ?? (side === "destination" && guest.params !== undefined),
+    incoming: side === "destination",
+    parentDir: options.parentDir,
+    startTimeoutMs: options.startTimeoutMs,
+  };
 }
 
 function isEvent(msg: unknown): msg is QMPEvent {

@@ -147,6 +147,93 @@ async function switchToPostcopy(pair: MigrationPair, scenario: Scenario): Promis
   await scenario.hooks?.whilePostcopy?.(pair);
 }
 
+/** Completion: both sides completed (not-converging judged meanwhile), then the verification. */
+async function awaitCompletion(
+  pair: MigrationPair,
+  scenario: Scenario,
+  uri: string,
+  started: number,
+): Promise<MigrationResult> {
+  const limit = scenario.timeoutMs ?? timeoutMs("migration");
+  const sampler = scenario.guestDowntime
+    ? sampleSwitchover(pair.source, pair.destination, limit)
+    : undefined;
+  try {
+    // A storage transport (exec, file, fdset): the destination loads what the source wrote.
+    if (pair.incomingDeferred) await pair.startDeferredIncoming({ timeoutMs: limit });
+    // For the not-converging verdict's explanation only: a source gone by now (killed during
+    // postcopy, say) is reported by the wait below, with its own headline.
+    const parameters = pair.source.isRunning()
+      ? await pair.queryParameters("source").catch(() => ({}))
+      : {};
+    const judged = {
+      sinceT: pair.timeline.now(),
+      ...(scenario.convergence && scenario.convergence !== "wait"
+        ? { passes: scenario.convergence.stalledPasses }
+        : {}),
+    };
+    await pair.waitForStatuses(
+      { source: ["completed"], destination: ["completed"] },
+      {
+        timeoutMs: limit,
+        ...(scenario.convergence === "wait"
+          ? {}
+          : { failWhen: () => notConverging(pair.timeline, parameters, judged) }),
+      },
+    );
+    // A stopped source hands over a paused VM (its saved run state): resume it.
+    if (scenario.live === false) await pair.contVm("destination");
+    const result = await pair.finishCompleted(uri, started, scenario.ramCheck ?? true);
+    sampler?.stop();
+    const guestDowntime = await sampler?.result;
+    if (!guestDowntime) return result;
+    pair.timeline.record(
+      "harness",
+      "note",
+      `guest-visible downtime ${guestDowntime.stretchMs.toFixed(1)} ms (QEMU downtime ${result.source.migration.downtime} ms)`,
+    );
+    return { ...result, guestDowntime };
+  } finally {
+    sampler?.stop();
+  }
+}
+
+/** A source that must end failed or cancelled, with the error-desc the scenario names. */
+async function awaitEnding(
+  pair: MigrationPair,
+  scenario: Scenario,
+  expected: { status: "failed"; errorDesc?: RegExp } | { status: "cancelled" },
+  uri: string,
+  started: number,
+): Promise<MigrationResult> {
+  const wrong = expected.status === "failed" ? ["cancelled", "completed"] : ["failed", "completed"];
+  await pair.waitForStatus("source", expected.status, {
+    timeoutMs: scenario.timeoutMs ?? timeoutMs("failure"),
+    // Only the source's other endings: its destination fails (or exits) when it is cancelled.
+    failOn: [],
+    failWhen: (s) => {
+      const status = s.source.migration.status ?? "none";
+      const desc = s.source.migration["error-desc"];
+      return wrong.includes(status)
+        ? `the source reports migration status "${status}"${desc ? ` (${desc})` : ""}`
+        : undefined;
+    },
+  });
+  const result = {
+    uri,
+    durationMs: Date.now() - started,
+    ...(await pair.finalState(expected.status)),
+  };
+  const desc = result.source.migration["error-desc"];
+  if (expected.status === "failed" && expected.errorDesc && !expected.errorDesc.test(desc ?? "")) {
+    throw await pair.fail(
+      `the source failed with error-desc ${JSON.stringify(desc)}, expected one matching ${expected.errorDesc}`,
+      "source",
+    );
+  }
+  return result;
+}
+
 /** From an accepted `migrate` to the outcome the scenario expects. */
 async function reachOutcome(
   pair: MigrationPair,
@@ -166,91 +253,11 @@ async function reachOutcome(
     }
   }
   switch (expected.status) {
-    case "completed": {
-      const sampler = scenario.guestDowntime
-        ? sampleSwitchover(
-            pair.source,
-            pair.destination,
-            scenario.timeoutMs ?? timeoutMs("migration"),
-          )
-        : undefined;
-      // A storage transport (exec, file, fdset): the destination loads what the source wrote.
-      if (pair.incomingDeferred) {
-        await pair.startDeferredIncoming({
-          timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
-        });
-      }
-      // For the not-converging verdict's explanation only: a source gone by now (killed during
-      // postcopy, say) is reported by the wait below, with its own headline.
-      const parameters = pair.source.isRunning()
-        ? await pair.queryParameters("source").catch(() => ({}))
-        : {};
-      const judged = {
-        sinceT: pair.timeline.now(),
-        ...(scenario.convergence && scenario.convergence !== "wait"
-          ? { passes: scenario.convergence.stalledPasses }
-          : {}),
-      };
-      await pair.waitForStatuses(
-        { source: ["completed"], destination: ["completed"] },
-        {
-          timeoutMs: scenario.timeoutMs ?? timeoutMs("migration"),
-          ...(scenario.convergence === "wait"
-            ? {}
-            : { failWhen: () => notConverging(pair.timeline, parameters, judged) }),
-        },
-      );
-      // A stopped source hands over a paused VM (its saved run state): resume it.
-      if (scenario.live === false) await pair.contVm("destination");
-      try {
-        const result = await pair.finishCompleted(uri, started, scenario.ramCheck ?? true);
-        sampler?.stop();
-        const guestDowntime = await sampler?.result;
-        if (guestDowntime) {
-          pair.timeline.record(
-            "harness",
-            "note",
-            `guest-visible downtime ${guestDowntime.stretchMs.toFixed(1)} ms (QEMU downtime ${result.source.migration.downtime} ms)`,
-          );
-        }
-        return guestDowntime ? { ...result, guestDowntime } : result;
-      } finally {
-        sampler?.stop();
-      }
-    }
+    case "completed":
+      return awaitCompletion(pair, scenario, uri, started);
     case "failed":
-    case "cancelled": {
-      await pair.waitForStatus("source", expected.status, {
-        timeoutMs: scenario.timeoutMs ?? timeoutMs("failure"),
-        // Only the source's other endings: its destination fails (or exits) when it is cancelled.
-        failOn: [],
-        failWhen: (s) => {
-          const status = s.source.migration.status ?? "none";
-          const wrong =
-            expected.status === "failed" ? ["cancelled", "completed"] : ["failed", "completed"];
-          return wrong.includes(status)
-            ? `the source reports migration status "${status}"${s.source.migration["error-desc"] ? ` (${s.source.migration["error-desc"]})` : ""}`
-            : undefined;
-        },
-      });
-      const result = {
-        uri,
-        durationMs: Date.now() - started,
-        ...(await pair.finalState(expected.status)),
-      };
-      const desc = result.source.migration["error-desc"];
-      if (
-        expected.status === "failed" &&
-        expected.errorDesc &&
-        !expected.errorDesc.test(desc ?? "")
-      ) {
-        throw await pair.fail(
-          `the source failed with error-desc ${JSON.stringify(desc)}, expected one matching ${expected.errorDesc}`,
-          "source",
-        );
-      }
-      return result;
-    }
+    case "cancelled":
+      return awaitEnding(pair, scenario, expected, uri, started);
     case "qmp-error":
       throw await pair.fail(
         `QEMU accepted ${expected.command}, expected it refused with ${expected.class} matching ${expected.desc}`,
