@@ -157,7 +157,11 @@ forEachQemu("postcopy, the hard cases", (b) => {
     const outcome = await scenario(
       postcopy({
         capabilities: { both: { multifd: true } },
-        hooks: { afterStart: (p) => void (pair = p) },
+        hooks: {
+          afterStart: (p) => {
+            pair = p;
+          },
+        },
       }),
     ).catch((e: Error) => e);
     if (!(outcome instanceof Error)) {

@@ -4,7 +4,7 @@
 // with max-bandwidth so `active` lasts long enough to be seen several times, then released so it
 // converges. Each snapshot brackets HMP `info migrate` between two query-migrate reads.
 
-import { MigrationPair, type Side, type TransportKind } from "../migration/pair.ts";
+import { MigrationPair, type Side } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
 import type { MigrationInfo } from "../qmp/qapi.ts";
 import type { SchemaInfo } from "../qmp/schema-info.ts";

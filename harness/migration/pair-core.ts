@@ -6,12 +6,7 @@
 import type { PreparedGuest } from "../guest/guest.ts";
 import type { ExitInfo, Machine } from "../qemu/machine.ts";
 import { type MigrationFeatures, migrationFeatures } from "../qmp/migration-features.ts";
-import type {
-  MigrationCapabilityStatus,
-  MigrationInfo,
-  MigrationParameters,
-  QMPEvent,
-} from "../qmp/qapi.ts";
+import type { MigrationCapabilityStatus, MigrationInfo, MigrationParameters } from "../qmp/qapi.ts";
 import type { QmpSchema } from "../qmp/schema.ts";
 import { formatViolations, validateReply } from "../qmp/validate.ts";
 import type { FaultProxy } from "../transport/fault-proxy.ts";

@@ -307,13 +307,13 @@ describe("validateReply", () => {
   test("an integer beyond 2^53 is flagged (a wrapped uint64), QEMU's INT64_MAX for infinity is not", () => {
     const { s, reply } = ready();
     const r = reply as { ram: Record<string, unknown> } & Record<string, unknown>;
-    r.ram.transferred = 18446744073709551611; // 2^64 - 5, as JSON.parse reads it
+    r.ram.transferred = JSON.parse("18446744073709551611"); // 2^64 - 5, as QMP's JSON reads
     expect(only(validateReply(s, "query-migrate", reply))).toMatchObject({
       path: "ram.transferred",
       problem: expect.stringMatching(/^an integer beyond 2\^53/),
     });
     r.ram.transferred = 1;
-    r["expected-downtime"] = 9223372036854775807; // INT64_MAX: no bandwidth measured yet
+    r["expected-downtime"] = JSON.parse("9223372036854775807"); // INT64_MAX: no bandwidth measured yet
     expect(validateReply(s, "query-migrate", reply)).toEqual([]);
   });
 
