@@ -40,6 +40,9 @@ function setup(autoConverge: boolean, passes: number, initial: number): Scenario
         }
       : {}),
     hold: { passes, parameters: SETUP },
+    // Released at 1 GiB/s, the unpaced guest still takes a rate window (100 ms, many short
+    // passes) before QEMU measures the new bandwidth and switches over: not a stall.
+    convergence: "wait",
   };
 }
 

@@ -141,6 +141,13 @@ describe("reply invariants", () => {
     expect(replyProblems(i, "source")).toEqual([]);
   });
 
+  test("setup-time 1 ms over total-time (two clocks, whole ms) passes", () => {
+    const i = completed();
+    expect(
+      replyProblems({ ...i, "setup-time": (i["total-time"] ?? 0) + 1, downtime: 1 }, "source"),
+    ).toEqual([]);
+  });
+
   test("source-only rules do not judge the destination", () => {
     expect(replyProblems(withRam({ remaining: 4096 }), "destination")).toEqual([]);
   });
