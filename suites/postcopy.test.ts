@@ -113,9 +113,9 @@ forEachQemu("postcopy", (b) => {
     expectPostcopyFigures(result);
   });
 
-  test(`postcopy paused with migrate-pause recovers on a new address and completes ${where(b)}`, async ({
-    scenario,
-  }) => {
+  test(`postcopy paused with migrate-pause recovers on a new address and completes ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
     if (uffd.fail) throw new Error(uffd.fail);
     const { pair, result } = await scenario(
       postcopy({
