@@ -46,6 +46,14 @@ export async function finishCompleted(
   const durationMs = Date.now() - started;
   pair.phase = "verify";
   const destinationVm = await pair.waitForVm("destination", (s) => s.running, "running");
+  // 7.2 reports completed a moment before its VM leaves finish-migrate for postmigrate.
+  if (pair.source.isRunning()) {
+    await pair.waitForVm(
+      "source",
+      (s) => s.status !== "finish-migrate",
+      "done with finish-migrate",
+    );
+  }
   const final = { uri, durationMs, ...(await pair.finalState("completed", destinationVm)) };
   if (!ramCheck || !pair.guest.params) return final;
   const ram = await pair.checkRam();
