@@ -131,9 +131,9 @@ forEachQemu("postcopy", (b) => {
     }
   });
 
-  test(`postcopy broken for real (the connection cut in the fault proxy) recovers and completes ${where(b)}`, async ({
-    scenario,
-  }) => {
+  test(`postcopy broken for real (the connection cut in the fault proxy) recovers and completes ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
     if (uffd.fail) throw new Error(uffd.fail);
     const { pair, result } = await scenario(
       postcopy({

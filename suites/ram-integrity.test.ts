@@ -46,9 +46,9 @@ forEachQemu("RAM integrity", (b) => {
     expect(result.ram?.check.pagesChecked).toBe((48 * MiB - MiB) / 4096);
   });
 
-  test(`precopy stays active under low bandwidth and completes once the limits are raised ${where(b)}`, async ({
-    scenario,
-  }) => {
+  test(`precopy stays active under low bandwidth and completes once the limits are raised ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
     const syncs = 4;
     const { pair, result } = await scenario({
       memoryMiB: 64,

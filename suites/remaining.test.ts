@@ -133,9 +133,9 @@ forEachQemu("system-wide remaining", (b) => {
     ).toBe(true);
   });
 
-  test(`stall detection flags a forced non-converging migration ${where(b)}`, async ({
-    scenario,
-  }) => {
+  test(`stall detection flags a forced non-converging migration ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
     await scenario(
       held(6, {
         skipIf: lacksRemaining,
@@ -151,9 +151,9 @@ forEachQemu("system-wide remaining", (b) => {
     );
   });
 
-  test(`stall detection does not flag a migration converging over several passes ${where(b)}`, async ({
-    scenario,
-  }) => {
+  test(`stall detection does not flag a migration converging over several passes ${where(b)}`, {
+    tags: ["full"],
+  }, async ({ scenario }) => {
     // Bandwidth 3x the guest's paced dirty rate: each pass leaves about a third of the one
     // before, so it takes several passes (each judged) before the 2 ms downtime limit is met.
     const rate = 8;

@@ -58,6 +58,8 @@ for (const b of binaries) {
     const noKvm = accel === "kvm" && !kvm.usable;
     describe.skipIf(noKvm)(
       `boot-block guest paced in time [${b.label}, ${label}]${noKvm ? ` (skipped: ${kvm.reason})` : ""}`,
+      // The smoke set paces the guest under TCG; every accelerator in the full set.
+      { tags: accel === "kvm" ? ["full"] : [] },
       () => {
         let dir = "";
         let m: Machine | undefined;
