@@ -439,22 +439,7 @@ export class MigrationPair extends PairCore {
    */
   async replaceDestination(): Promise<Machine> {
     if (!this.launchDestination) throw new Error("replaceDestination: the pair was not launched");
-    const old = this.destination;
-    const early = old.exit;
-    const expected = this.expectedExits.destination;
-    delete this.expectedExits.destination;
-    await this.proxy?.close();
-    this.proxy = undefined;
-    this.retired.push({
-      problems: old
-        .shutdown()
-        .then((final) =>
-          exitProblems("destination", early, final, expected, old.stderrTail(1024)).map(
-            (p) => `replaced ${p}`,
-          ),
-        ),
-    });
-    await this.retired.at(-1)?.problems;
+    const old = await this.retire("destination", "replaced");
     const fresh = await this.launchDestination();
     this.destination = fresh;
     delete this.exitedAt.destination;
@@ -466,6 +451,35 @@ export class MigrationPair extends PairCore {
       "note",
       `destination pid ${old.pid} replaced by a fresh destination, pid ${fresh.pid}`,
     );
+    await this.configureFreshDestination();
+    return fresh;
+  }
+
+  /**
+   * Shut down one side's QEMU for good (the proxy in front of it too); how it ended is checked
+   * at close against what was declared for it, each problem prefixed with `label`.
+   */
+  private async retire(side: Side, label: string): Promise<Machine> {
+    const old = this.machine(side);
+    const early = old.exit;
+    const expected = this.expectedExits[side];
+    delete this.expectedExits[side];
+    await this.proxy?.close();
+    this.proxy = undefined;
+    const problems = old
+      .shutdown()
+      .then((final) =>
+        exitProblems(side, early, final, expected, old.stderrTail(1024)).map(
+          (p) => `${label} ${p}`,
+        ),
+      );
+    this.retired.push({ problems });
+    await problems;
+    return old;
+  }
+
+  /** A fresh destination gets the capabilities and parameters the first one had. */
+  private async configureFreshDestination(): Promise<void> {
     await this.setCapabilities("destination", {
       events: true,
       ...this.options.capabilities,
@@ -473,7 +487,6 @@ export class MigrationPair extends PairCore {
     });
     const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
     if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
-    return fresh;
   }
 
   /**
@@ -483,21 +496,7 @@ export class MigrationPair extends PairCore {
    */
   async reverse(): Promise<void> {
     if (!this.launchDestination) throw new Error("reverse: the pair was not launched");
-    const old = this.source;
-    const early = old.exit;
-    const expected = this.expectedExits.source;
-    delete this.expectedExits.source;
-    await this.proxy?.close();
-    this.proxy = undefined;
-    const problems = old
-      .shutdown()
-      .then((final) =>
-        exitProblems("source", early, final, expected, old.stderrTail(1024)).map(
-          (p) => `reversed ${p}`,
-        ),
-      );
-    this.retired.push({ problems });
-    await problems;
+    const old = await this.retire("source", "reversed");
     const fresh = await this.launchDestination();
     this.source = this.destination;
     this.destination = fresh;
@@ -516,13 +515,7 @@ export class MigrationPair extends PairCore {
       "note",
       `reversed: destination pid ${this.source.pid} is the source now, fresh destination pid ${fresh.pid} (old source pid ${old.pid} shut down)`,
     );
-    await this.setCapabilities("destination", {
-      events: true,
-      ...this.options.capabilities,
-      ...this.options.destination?.capabilities,
-    });
-    const parameters = { ...this.options.parameters, ...this.options.destination?.parameters };
-    if (Object.keys(parameters).length > 0) await this.setParameters("destination", parameters);
+    await this.configureFreshDestination();
   }
 }
 
