@@ -156,6 +156,14 @@ forEachQemu("postcopy, the hard cases", (b) => {
     let pair: MigrationPair | undefined;
     const outcome = await scenario(
       postcopy({
+        // Multifd with postcopy came with the postcopy-device state. Before it, 10.0 refuses
+        // the combination, but 7.2 accepts it without supporting it: its destination aborts
+        // (yank_unregister_instance's assertion) during postcopy, after completion or at quit,
+        // varying run to run, so there is no deterministic check to make.
+        skipIf: (p) =>
+          p.features("destination").migrationStatuses.includes("postcopy-device")
+            ? undefined
+            : `QEMU ${p.destination.binary.version}'s MigrationStatus has no postcopy-device: it predates multifd with postcopy (7.2 accepts the combination and its destination aborts at a moment that varies from run to run; 10.0 refuses it)`,
         capabilities: { both: { multifd: true } },
         hooks: {
           afterStart: (p) => {
