@@ -230,6 +230,9 @@ export class FaultProxy {
         }
       });
     }
+    // The destination going away must reach the source at once, as it would without a proxy in
+    // between: else the source keeps streaming into the proxy and can even report completed.
+    server.on("end", () => client.resetAndDestroy());
     this.pumps.push(new Pump(this, conn, "up", client, server));
     this.pumps.push(new Pump(this, conn, "down", server, client));
   }
