@@ -23,8 +23,11 @@ import { forEachQemu, test, where } from "./migration-test.ts";
 
 /** Source bandwidth while the migration is held active. */
 const HOLD_BANDWIDTH = 32 * MiB;
-/** The cached value may lag by this much transfer: three 100 ms rate-limit windows, + 1 MiB. */
-const lagBound = (bandwidth: number) => Math.round(bandwidth * 0.3) + MiB;
+/**
+ * The cached value may lag by this much transfer: five 100 ms rate-limit windows, + 1 MiB (about
+ * one window usually; four seen once on a loaded 2-core machine with the guest paced at 64 MiB/s).
+ */
+const lagBound = (bandwidth: number) => Math.round(bandwidth * 0.5) + MiB;
 const STALL_PASSES = 2;
 
 const hasRemaining = (pair: MigrationPair) => pair.features("source").topLevelRemaining;
@@ -64,7 +67,7 @@ function expectRemainingTracksRam(pair: MigrationPair): void {
     lags.push(lag);
     expect(
       Math.abs(lag),
-      `t=${t} ms: remaining ${remaining} vs ram.remaining ${ram}: lag ${lag} bytes beyond ${lagBound(HOLD_BANDWIDTH)} (3 rate-limit windows at ${HOLD_BANDWIDTH} B/s + 1 MiB)`,
+      `t=${t} ms: remaining ${remaining} vs ram.remaining ${ram}: lag ${lag} bytes beyond ${lagBound(HOLD_BANDWIDTH)} (5 rate-limit windows at ${HOLD_BANDWIDTH} B/s + 1 MiB)`,
     ).toBeLessThanOrEqual(lagBound(HOLD_BANDWIDTH));
   }
   // The stale zero is a short window before each sync, never the usual reading.
