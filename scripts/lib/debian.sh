@@ -1,8 +1,8 @@
 # Shared bash for scripts that fetch from Debian without touching the host's apt state
 # (scripts/install-qemu-matrix, scripts/build-qemu). Source it after setting PROG (and optionally
 # SAY_FD, where progress goes: 1 or 2, default 2; NEED_TOOL_WHY, said when a tool is missing).
-# It defines say/die/need_tool, the mirror choice (MIRROR) and a mirror probe. Callers keep
-# `set -euo pipefail`.
+# It defines say/die/need_tool, the mirror choice (MIRROR), the host's security mirror
+# (host_debian_security_mirror) and a mirror probe. Callers keep `set -euo pipefail`.
 
 readonly KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
@@ -33,6 +33,22 @@ host_debian_mirror() {
     } | grep -E '^https?://[^ ]+/debian/?$' | grep -v -- '-security' | head -n1
   ) || true
   printf '%s\n' "${uri%/}"
+}
+
+# The host's debian-security mirror (bookworm-security carries the point fixes of the host's own
+# QEMU between point releases); deb.debian.org's when none can be read.
+host_debian_security_mirror() {
+  local uri
+  uri=$(
+    {
+      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+        sed -E 's/\[[^]]*\]//' | awk '{print $2}'
+      grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed -E 's/^[[:space:]]*URIs://' |
+        tr ' ' '\n'
+    } | grep -E '^https?://[^ ]+/debian-security/?$' | head -n1
+  ) || true
+  uri=${uri%/}
+  printf '%s\n' "${uri:-http://deb.debian.org/debian-security}"
 }
 
 MIRROR="${QEMU_MIGTEST_DEBIAN_MIRROR:-}"
