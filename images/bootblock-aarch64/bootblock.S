@@ -175,8 +175,7 @@ params_end:
  * x12 = next page's slot (counter ticks), x13 = page pointer, x14 = counter Hz,
  * x15 = pages per second (0: unpaced), x16 = max lag in counter ticks,
  * x17 = f / r, x18 = f % r, x19 = remainder carried (< r),
- * x20 = status block, x21 = pages written, x22 = pass counter, x23 = schedule restarts,
- * x24 = UART, x25 = `pass` (the epilogue's way back), x26 = the epilogue in the status page.
+ * x20 = status block, x24 = UART, x25 = `pass` (the epilogue's way back), x26 = the epilogue in the status page.
  */
 	.section .text, "ax"
 el1_start:
@@ -331,9 +330,6 @@ el1_start:
 
 	adr	x1, msg_start
 	bl	print
-	mov	x21, #0
-	mov	x22, #0
-	mov	x23, #0
 	mov	x19, #0
 	isb
 	mrs	x12, cntvct_el0		/* the schedule starts now */
@@ -349,8 +345,9 @@ page:
 	b.ls	2f
 	mov	x12, x0			/* too late to catch up: the schedule restarts now */
 	mov	x19, #0
-	add	x23, x23, #1
-	str	x23, [x20, #ST_RESTARTS]
+	ldr	x2, [x20, #ST_RESTARTS]
+	add	x2, x2, #1
+	str	x2, [x20, #ST_RESTARTS]
 2:	add	x12, x12, x17		/* the next page's slot: + f / r, remainder carried */
 	add	x19, x19, x18
 	cmp	x19, x15
@@ -362,8 +359,9 @@ write:
 	add	w0, w0, #1
 	strb	w0, [x13]
 	dmb	ishst			/* the page before the count that says it was written */
-	add	x21, x21, #1
-	str	x21, [x20, #ST_PAGES_WRITTEN]
+	ldr	x0, [x20, #ST_PAGES_WRITTEN]	/* counters live in RAM, as on x86: a lost */
+	add	x0, x0, #1			/* update of the status page stays visible */
+	str	x0, [x20, #ST_PAGES_WRITTEN]
 	mrs	x0, cntvct_el0
 	str	x0, [x20, #ST_PROGRESS]
 	cbz	x10, 2f
@@ -411,8 +409,9 @@ print:
 	.balign	8
 epilogue_image:
 pass_end:
-	add	x22, x22, #1
-	str	x22, [x20, #ST_PASS_COUNTER]	/* one store: never half-done when the vCPU stops */
+	ldr	x0, [x20, #ST_PASS_COUNTER]
+	add	x0, x0, #1
+	str	x0, [x20, #ST_PASS_COUNTER]	/* one store: never half-done when the vCPU stops */
 1:	ldr	w0, [x24, #UARTFR]
 	tbnz	w0, #FR_TXFF, 1b
 	mov	w0, #'B'
