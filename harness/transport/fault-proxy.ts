@@ -202,6 +202,12 @@ export class FaultProxy {
   }
 
   private accept(client: Socket): void {
+    // A connection still in the backlog when close() began (a late multifd channel) must not
+    // open a new path to the destination that close() no longer waits for.
+    if (this.closing) {
+      client.resetAndDestroy();
+      return;
+    }
     const conn: ProxyConnection = {
       index: this.connections.length,
       forwarded: { up: 0, down: 0 },
@@ -348,6 +354,8 @@ export class FaultProxy {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const t of this.timers) clearTimeout(t);
+      // Stop accepting first, so no socket appears while the open ones are being closed.
+      const listenerClosed = new Promise<void>((r) => this.server.close(() => r()));
       for (const c of this.connections) c.closed = true;
       const closing = [...this.sockets].map(
         (s) => new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r()))),
@@ -355,13 +363,14 @@ export class FaultProxy {
       for (const s of this.sockets) s.destroy();
       this.pokeAll();
       await Promise.all(closing);
-      await new Promise<void>((r) => this.server.close(() => r()));
+      await listenerClosed;
     })();
     return this.closing;
   }
 
   /** Whether anything is still open (a leak at pair close). */
   get open(): boolean {
-    return this.server.listening || this.sockets.size > 0;
+    // A destroyed socket is released even while its "close" event is still queued.
+    return this.server.listening || [...this.sockets].some((s) => !s.destroyed);
   }
 }
