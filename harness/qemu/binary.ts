@@ -1,8 +1,9 @@
-// What a QEMU binary is and can do, asked of the binary itself once and cached per path.
-// Only command-line facts live here (version, accelerators, options); QMP-level features come
-// from the schema of a running instance.
+// What a QEMU binary is and can do, asked of the binary itself once and cached per spec (and
+// target, for a matrix name). Only command-line facts live here (version, target, accelerators,
+// options); QMP-level features come from the schema of a running instance.
 
 import { execa } from "execa";
+import type { QemuArch } from "./arch.ts";
 import { QemuResolveError, resolveQemuBinary } from "./matrix.ts";
 
 export interface QemuBinaryInfo {
@@ -14,6 +15,8 @@ export interface QemuBinaryInfo {
   major: number;
   minor: number;
   micro: number;
+  /** The target it emulates, from `query-target` (never from its name). */
+  arch: QemuArch;
   /** `-accel help`: e.g. ["tcg", "kvm"]. */
   accels: string[];
   /** `-run-with exit-with-parent=on` (10.2+): QEMU exits when the process that started it dies. */
@@ -27,16 +30,19 @@ const PROBE_TIMEOUT_MS = 15_000;
 const cache = new Map<string, Promise<QemuBinaryInfo>>();
 
 /**
- * Probe a binary (matrix name, path or command name) once per spec: its version (checked to be
- * QEMU by qemu-matrix.ts) and what its command line offers.
+ * Probe a binary (matrix name, path or command name) once per spec and `arch`: its version and
+ * target (checked to be QEMU by matrix.ts) and what its command line offers. `arch` picks a matrix
+ * name's target (default x86_64); for a path or command the binary's own target is used, and a
+ * given `arch` must match it (see resolveQemuBinary).
  */
-export function probeQemuBinary(spec: string): Promise<QemuBinaryInfo> {
-  let probe = cache.get(spec);
+export function probeQemuBinary(spec: string, arch?: QemuArch): Promise<QemuBinaryInfo> {
+  const key = `${arch ?? ""}\0${spec}`;
+  let probe = cache.get(key);
   if (!probe) {
-    probe = runProbe(spec);
-    cache.set(spec, probe);
+    probe = runProbe(spec, arch);
+    cache.set(key, probe);
     // A failed probe is not cached: the user may fix the binary and retry in the same process.
-    probe.catch(() => cache.delete(spec));
+    probe.catch(() => cache.delete(key));
   }
   return probe;
 }
@@ -60,8 +66,8 @@ async function run(path: string, args: string[]): Promise<string> {
   return r.all ?? "";
 }
 
-async function runProbe(spec: string): Promise<QemuBinaryInfo> {
-  const { path, version } = await resolveQemuBinary(spec);
+async function runProbe(spec: string, wantArch: QemuArch | undefined): Promise<QemuBinaryInfo> {
+  const { path, version, arch } = await resolveQemuBinary(spec, process.env, wantArch);
   const [major = 0, minor = 0, micro = 0] = version.split(".").map(Number);
   const [accelText, helpText] = await Promise.all([
     run(path, ["-accel", "help"]),
@@ -79,6 +85,7 @@ async function runProbe(spec: string): Promise<QemuBinaryInfo> {
     major,
     minor,
     micro,
+    arch,
     accels,
     exitWithParent: /exit-with-parent/.test(helpText),
   };

@@ -1,18 +1,28 @@
-// The QEMU version matrix: which qemu-system-x86_64 binaries a run uses, named by version.
-// "7.2" is the host's own QEMU (Debian 12); 10.0 and 11.1 are wrappers that
-// scripts/install-qemu-matrix puts in the cache. A spec is a matrix name, a path, or a command
-// found on PATH; every resolved binary is asked its version, nothing is assumed from its name.
+// The QEMU version matrix: which QEMU binaries a run uses, named by version, per target
+// (x86_64, aarch64). On x86_64, "7.2" is the host's own qemu-system-x86_64 (Debian 12); every other
+// matrix binary (10.0 and 11.1 on both targets, 7.2 on aarch64) is a wrapper
+// matrix/<name>/qemu-system-<arch> that scripts/install-qemu-matrix puts in the cache. A spec is a
+// matrix name, a path, or a command found on PATH; every resolved binary is asked its version and
+// its target (query-target), nothing is assumed from its name.
 
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { execa } from "execa";
+import {
+  isQemuArch,
+  QEMU_ARCHES,
+  type QemuArch,
+  qemuSystemCommand,
+  sortArches,
+  supportedArchesText,
+} from "./arch.ts";
 
 export const MATRIX_NAMES = ["7.2", "10.0", "11.1"] as const;
 export type MatrixName = (typeof MATRIX_NAMES)[number];
 
-/** The host's QEMU command; matrix name "7.2" is this command when it really is 7.2. */
+/** The host's QEMU command; matrix name "7.2" on x86_64 is this command when it really is 7.2. */
 export const HOST_QEMU_COMMAND = "qemu-system-x86_64";
 
 export interface ResolvedQemu {
@@ -24,6 +34,8 @@ export interface ResolvedQemu {
   name: string;
   /** "7.2.22", from `-version`. */
   version: string;
+  /** The target it emulates, from `query-target` (not from its name). */
+  arch: QemuArch;
 }
 
 export class QemuResolveError extends Error {
@@ -37,20 +49,29 @@ export class QemuResolveError extends Error {
 }
 
 const VERSION_TIMEOUT_MS = 15_000;
+const ARCH_TIMEOUT_MS = 15_000;
 const INSTALL_HINT = "scripts/install-qemu-matrix";
 
 function isMatrixName(spec: string): spec is MatrixName {
   return (MATRIX_NAMES as readonly string[]).includes(spec);
 }
 
-/** Root of the installed matrix: one directory per name, each with a qemu-system-x86_64. */
+/** Root of the installed matrix: one directory per name, each with a qemu-system-<arch> per target. */
 export function matrixCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.QEMU_MIGTEST_CACHE || join(env.HOME || homedir(), ".cache", "qemu-migtest");
   return join(base, "matrix");
 }
 
-export function matrixWrapperPath(name: MatrixName, env: NodeJS.ProcessEnv = process.env): string {
-  return join(matrixCacheDir(env), name, HOST_QEMU_COMMAND);
+/**
+ * The wrapper scripts/install-qemu-matrix installs for `name` on `arch`. (7.2 on x86_64 is the
+ * host's own binary, not this path: see resolveQemuBinary.)
+ */
+export function matrixWrapperPath(
+  name: MatrixName,
+  arch: QemuArch = "x86_64",
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  return join(matrixCacheDir(env), name, qemuSystemCommand(arch));
 }
 
 async function isExecutableFile(path: string): Promise<boolean> {
@@ -77,19 +98,19 @@ export async function findOnPath(
 }
 
 /** Checks that `path` exists, is a file and is executable; the error says which and what to do. */
-async function checkExecutable(path: string, spec: string): Promise<void> {
+async function checkExecutable(path: string, spec: string, command: string): Promise<void> {
   let isFile: boolean;
   try {
     isFile = (await stat(path)).isFile();
   } catch {
     throw new QemuResolveError(
-      `QEMU binary "${spec}": ${path} does not exist; pass the path of a qemu-system-x86_64 or a matrix name (${MATRIX_NAMES.join(", ")})`,
+      `QEMU binary "${spec}": ${path} does not exist; pass the path of a ${command} or a matrix name (${MATRIX_NAMES.join(", ")})`,
       spec,
     );
   }
   if (!isFile) {
     throw new QemuResolveError(
-      `QEMU binary "${spec}": ${path} is not a file; pass the path of a qemu-system-x86_64 binary`,
+      `QEMU binary "${spec}": ${path} is not a file; pass the path of a ${command} binary`,
       spec,
     );
   }
@@ -104,7 +125,11 @@ async function checkExecutable(path: string, spec: string): Promise<void> {
 }
 
 /** Runs `path -version` (bounded) and returns "major.minor.micro". */
-async function qemuVersionOf(path: string, spec: string = path): Promise<string> {
+async function qemuVersionOf(
+  path: string,
+  spec: string = path,
+  command = "qemu-system-x86_64",
+): Promise<string> {
   const r = await execa(path, ["-version"], {
     timeout: VERSION_TIMEOUT_MS,
     reject: false,
@@ -114,7 +139,7 @@ async function qemuVersionOf(path: string, spec: string = path): Promise<string>
   const output = (r.all ?? "").trim();
   if (r.timedOut) {
     throw new QemuResolveError(
-      `QEMU binary "${spec}": ${path} -version did not finish within ${VERSION_TIMEOUT_MS / 1000} s; is it really qemu-system-x86_64?`,
+      `QEMU binary "${spec}": ${path} -version did not finish within ${VERSION_TIMEOUT_MS / 1000} s; is it really ${command}?`,
       spec,
     );
   }
@@ -128,7 +153,7 @@ async function qemuVersionOf(path: string, spec: string = path): Promise<string>
   if (!m?.[1]) {
     const shown = output ? JSON.stringify(output.slice(0, 300)) : "(no output)";
     throw new QemuResolveError(
-      `QEMU binary "${spec}": ${path} -version printed nothing QEMU-like (exit code ${r.exitCode}, output ${shown}); expected "QEMU emulator version X.Y.Z", pass a qemu-system-x86_64`,
+      `QEMU binary "${spec}": ${path} -version printed nothing QEMU-like (exit code ${r.exitCode}, output ${shown}); expected "QEMU emulator version X.Y.Z", pass a ${command}`,
       spec,
     );
   }
@@ -139,8 +164,81 @@ function majorMinor(version: string): string {
   return version.split(".").slice(0, 2).join(".");
 }
 
-async function resolveMatrixName(name: MatrixName, env: NodeJS.ProcessEnv): Promise<ResolvedQemu> {
-  if (name === "7.2") {
+/** query-target's `arch` per binary path, asked once (a failed probe is not kept). */
+const targetCache = new Map<string, Promise<string>>();
+
+/**
+ * The target a binary emulates, in QEMU's words: `query-target` over a QMP session on stdio of a
+ * machine-less instance (`-machine none`). Cached per path, like binary.ts caches its probe.
+ */
+export function queryTargetArch(path: string, spec: string = path): Promise<string> {
+  let probe = targetCache.get(path);
+  if (!probe) {
+    probe = runQueryTarget(path, spec);
+    targetCache.set(path, probe);
+    probe.catch(() => targetCache.delete(path));
+  }
+  return probe;
+}
+
+async function runQueryTarget(path: string, spec: string): Promise<string> {
+  const args = ["-machine", "none", "-display", "none", "-nodefaults", "-qmp", "stdio"];
+  const input = `${['{"execute":"qmp_capabilities"}', '{"execute":"query-target"}', '{"execute":"quit"}'].join("\n")}\n`;
+  const r = await execa(path, args, { input, timeout: ARCH_TIMEOUT_MS, reject: false });
+  const asked = `${path} ${args.join(" ")} (query-target)`;
+  if (r.timedOut) {
+    throw new QemuResolveError(
+      `QEMU binary "${spec}": ${asked} did not answer within ${ARCH_TIMEOUT_MS / 1000} s, so its target is unknown`,
+      spec,
+    );
+  }
+  if (r.exitCode === undefined) {
+    throw new QemuResolveError(
+      `QEMU binary "${spec}": could not run ${asked}: ${r.shortMessage}`,
+      spec,
+    );
+  }
+  for (const line of (r.stdout ?? "").split("\n")) {
+    const t = line.trim();
+    if (!t.startsWith("{")) continue;
+    try {
+      const msg = JSON.parse(t) as { return?: { arch?: unknown } };
+      if (typeof msg.return?.arch === "string") return msg.return.arch;
+    } catch {
+      // not a QMP line
+    }
+  }
+  const said = (r.stderr || r.stdout || "").trim();
+  throw new QemuResolveError(
+    `QEMU binary "${spec}": ${asked} did not tell its target (exit code ${r.exitCode}, output ${said ? JSON.stringify(said.slice(0, 300)) : "(no output)"}); the harness asks every binary which target it emulates`,
+    spec,
+  );
+}
+
+/** The supported target of `path`; any other target is a QemuResolveError naming the supported ones. */
+async function detectArch(path: string, spec: string): Promise<QemuArch> {
+  const arch = await queryTargetArch(path, spec);
+  if (!isQemuArch(arch)) {
+    throw new QemuResolveError(
+      `QEMU binary "${spec}": ${path} emulates ${arch}; the harness supports ${supportedArchesText()} (${QEMU_ARCHES.map(qemuSystemCommand).join(", ")})`,
+      spec,
+    );
+  }
+  return arch;
+}
+
+/** "QEMU 10.0" on x86_64, "QEMU 10.0 (aarch64)" elsewhere: keeps x86_64's messages as they were. */
+function matrixLabel(name: MatrixName, arch: QemuArch): string {
+  return arch === "x86_64" ? `QEMU ${name}` : `QEMU ${name} (${arch})`;
+}
+
+async function resolveMatrixName(
+  name: MatrixName,
+  env: NodeJS.ProcessEnv,
+  arch: QemuArch = "x86_64",
+): Promise<ResolvedQemu> {
+  const label = matrixLabel(name, arch);
+  if (name === "7.2" && arch === "x86_64") {
     const path = await findOnPath(HOST_QEMU_COMMAND, env);
     if (!path) {
       throw new QemuResolveError(
@@ -155,18 +253,28 @@ async function resolveMatrixName(name: MatrixName, env: NodeJS.ProcessEnv): Prom
         name,
       );
     }
-    return { spec: name, path, name, version };
+    const detected = await detectArch(path, name);
+    if (detected !== arch) {
+      throw new QemuResolveError(
+        `QEMU 7.2 is the host's ${HOST_QEMU_COMMAND}, but ${path} emulates ${detected}; pass the path of an x86_64 7.2 build instead of "7.2"`,
+        name,
+      );
+    }
+    return { spec: name, path, name, version, arch };
   }
-  const path = matrixWrapperPath(name, env);
+  const path = matrixWrapperPath(name, arch, env);
+  const command = qemuSystemCommand(arch);
   if (!(await isExecutableFile(path))) {
     throw new QemuResolveError(
-      `QEMU ${name} is not installed (no executable ${path}); run ${INSTALL_HINT} ${name}`,
+      `${label} is not installed (no executable ${path}); run ${INSTALL_HINT} ${name}`,
       name,
     );
   }
   let version: string;
+  let detected: QemuArch;
   try {
-    version = await qemuVersionOf(path, name);
+    version = await qemuVersionOf(path, name, command);
+    detected = await detectArch(path, name);
   } catch (e) {
     throw new QemuResolveError(
       `${(e as Error).message}; run ${INSTALL_HINT} ${name} to rebuild it`,
@@ -175,32 +283,42 @@ async function resolveMatrixName(name: MatrixName, env: NodeJS.ProcessEnv): Prom
   }
   if (majorMinor(version) !== name) {
     throw new QemuResolveError(
-      `QEMU ${name}: the matrix wrapper ${path} reports QEMU ${version}; run ${INSTALL_HINT} ${name} to rebuild it`,
+      `${label}: the matrix wrapper ${path} reports QEMU ${version}; run ${INSTALL_HINT} ${name} to rebuild it`,
       name,
     );
   }
-  return { spec: name, path, name, version };
+  if (detected !== arch) {
+    throw new QemuResolveError(
+      `${label}: the matrix wrapper ${path} emulates ${detected}, not ${arch}; run ${INSTALL_HINT} ${name} to rebuild it`,
+      name,
+    );
+  }
+  return { spec: name, path, name, version, arch };
 }
 
 /**
  * Resolves a matrix name ("7.2", "10.0", "11.1"), a path (anything with a "/"), or a command name
- * looked up on PATH, and asks the binary its version.
+ * looked up on PATH, and asks the binary its version and its target.
+ * `arch` picks the target of a matrix name (default x86_64). For a path or a command the target is
+ * the one the binary reports; given an `arch`, any other target is a QemuResolveError.
  */
 export async function resolveQemuBinary(
   spec: string,
   env: NodeJS.ProcessEnv = process.env,
+  arch?: QemuArch,
 ): Promise<ResolvedQemu> {
   const trimmed = spec.trim();
+  const command = qemuSystemCommand(arch ?? "x86_64");
   if (!trimmed) {
     throw new QemuResolveError(
       `empty QEMU binary spec; use a matrix name (${MATRIX_NAMES.join(", ")}), a path or a command name`,
       spec,
     );
   }
-  if (isMatrixName(trimmed)) return resolveMatrixName(trimmed, env);
+  if (isMatrixName(trimmed)) return resolveMatrixName(trimmed, env, arch);
   if (/^\d+\.\d+$/.test(trimmed)) {
     throw new QemuResolveError(
-      `"${trimmed}" is not a matrix name (${MATRIX_NAMES.join(", ")}); pass the path of a QEMU ${trimmed} qemu-system-x86_64 instead`,
+      `"${trimmed}" is not a matrix name (${MATRIX_NAMES.join(", ")}); pass the path of a QEMU ${trimmed} ${command} instead`,
       trimmed,
     );
   }
@@ -208,27 +326,82 @@ export async function resolveQemuBinary(
   let path: string;
   if (trimmed.includes("/")) {
     path = resolve(trimmed);
-    await checkExecutable(path, trimmed);
+    await checkExecutable(path, trimmed, command);
   } else {
     const found = await findOnPath(trimmed, env);
     if (!found) {
+      const pkg = arch === "aarch64" ? "qemu-system-arm" : "qemu-system-x86";
       throw new QemuResolveError(
-        `QEMU binary "${trimmed}" not found on PATH; install qemu-system-x86 (apt-get install qemu-system-x86) or pass a path`,
+        `QEMU binary "${trimmed}" not found on PATH; install ${pkg} (apt-get install ${pkg}) or pass a path`,
         trimmed,
       );
     }
     path = found;
   }
-  const version = await qemuVersionOf(path, trimmed);
-  return { spec: trimmed, path, name: majorMinor(version), version };
+  const version = await qemuVersionOf(path, trimmed, command);
+  const detected = await detectArch(path, trimmed);
+  if (arch !== undefined && detected !== arch) {
+    throw new QemuResolveError(
+      `QEMU binary "${trimmed}": ${path} emulates ${detected}, not ${arch}; pass a ${command}`,
+      trimmed,
+    );
+  }
+  return { spec: trimmed, path, name: majorMinor(version), version, arch: detected };
 }
 
-/** The matrix names usable right now, resolved (7.2 only when the host's QEMU is 7.2). */
+/**
+ * The matrix binaries usable right now on `arches` (default: x86_64 only, as before aarch64 joined
+ * the matrix), resolved, ordered by target then name (7.2 on x86_64 only when the host's QEMU is 7.2).
+ */
 export async function installedMatrix(
   env: NodeJS.ProcessEnv = process.env,
+  arches: readonly QemuArch[] = ["x86_64"],
 ): Promise<ResolvedQemu[]> {
-  const results = await Promise.allSettled(MATRIX_NAMES.map((n) => resolveMatrixName(n, env)));
+  const wanted = sortArches(arches).flatMap((arch) => MATRIX_NAMES.map((name) => ({ name, arch })));
+  const results = await Promise.allSettled(
+    wanted.map(({ name, arch }) => resolveMatrixName(name, env, arch)),
+  );
   return results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+}
+
+/**
+ * QEMU_MIGTEST_ARCHES: the comma list of targets a run covers (x86_64, aarch64), in QEMU_ARCHES
+ * order; undefined when unset or blank (then: every target with an installed matrix binary). An
+ * unknown name is a QemuResolveError listing the valid ones.
+ */
+export function archesFromEnv(env: NodeJS.ProcessEnv = process.env): QemuArch[] | undefined {
+  const raw = env.QEMU_MIGTEST_ARCHES;
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const names = parseSpecList(raw);
+  if (names.length === 0) {
+    throw new QemuResolveError(
+      `QEMU_MIGTEST_ARCHES=${JSON.stringify(raw)} names no architecture; give a comma list of ${QEMU_ARCHES.join(", ")} or unset it`,
+      raw,
+    );
+  }
+  const unknown = names.filter((n) => !isQemuArch(n));
+  if (unknown.length > 0) {
+    throw new QemuResolveError(
+      `QEMU_MIGTEST_ARCHES=${JSON.stringify(raw)}: unknown architecture ${unknown.map((u) => JSON.stringify(u)).join(", ")}; valid: ${QEMU_ARCHES.join(", ")} (QEMU's names, as in qemu-system-<arch>)`,
+      raw,
+    );
+  }
+  return sortArches(names as QemuArch[]);
+}
+
+/**
+ * The targets a run covers: QEMU_MIGTEST_ARCHES when set, else every target with at least one
+ * installed matrix binary (empty when none is installed: then no target is filtered out).
+ * `installedAll`: installedMatrix(env, QEMU_ARCHES), when the caller has it already.
+ */
+export async function selectedArches(
+  env: NodeJS.ProcessEnv = process.env,
+  installedAll?: readonly ResolvedQemu[],
+): Promise<{ arches: QemuArch[]; explicit: boolean }> {
+  const explicit = archesFromEnv(env);
+  if (explicit) return { arches: explicit, explicit: true };
+  const installed = installedAll ?? (await installedMatrix(env, QEMU_ARCHES));
+  return { arches: sortArches(installed.map((q) => q.arch)), explicit: false };
 }
 
 /** Splits a comma list of specs; blanks between commas are ignored. */
@@ -241,9 +414,14 @@ export function parseSpecList(value: string): string[] {
 
 /**
  * The specs a run covers: QEMU_MIGTEST_BINARIES (comma list of matrix names, paths, commands),
- * else every installed matrix name, else the host's qemu-system-x86_64.
+ * else every matrix name installed on at least one of the run's targets (selectedArches), else
+ * the host's qemu-system-x86_64. `installedAll`: installedMatrix(env, QEMU_ARCHES), when the
+ * caller has it already.
  */
-export async function binariesFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+export async function binariesFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  installedAll?: readonly ResolvedQemu[],
+): Promise<string[]> {
   const raw = env.QEMU_MIGTEST_BINARIES;
   if (raw !== undefined && raw.trim() !== "") {
     const specs = parseSpecList(raw);
@@ -255,8 +433,12 @@ export async function binariesFromEnv(env: NodeJS.ProcessEnv = process.env): Pro
     }
     return [...new Set(specs)];
   }
-  const installed = await installedMatrix(env);
-  return installed.length > 0 ? installed.map((q) => q.name) : [HOST_QEMU_COMMAND];
+  const arches = archesFromEnv(env) ?? QEMU_ARCHES;
+  const installed = installedAll
+    ? installedAll.filter((q) => arches.includes(q.arch))
+    : await installedMatrix(env, arches);
+  const names = MATRIX_NAMES.filter((n) => installed.some((q) => q.name === n));
+  return names.length > 0 ? names : [HOST_QEMU_COMMAND];
 }
 
 export interface CrossVersionSpecs {
