@@ -21,7 +21,9 @@
  *   0x40007000  status page: status block (layout below), and from 0x40007800 a copy of the
  *               pass epilogue (see pass_end)
  *   0x40100000  lowest allowed range start (RAM base + 1 MiB, as x86's 1 MiB)
- *   No stack: the program lives in registers.
+ *   No stack: the loop's state lives in registers, its counters in the status block.
+ *   The guest cannot tell how much RAM there is (it does not read the device tree): a
+ *   range beyond the end of RAM is the harness's mistake to refuse, as on x86.
  *
  * Page contents after the init pass, for every page P of [start, end), exactly as on x86:
  *   byte P+0: pass byte (incremented once per pass, in address order)
@@ -31,7 +33,11 @@
  *
  * Status block at 0x40007000, the x86 layout at RAM base + 0x7000 (every field
  * little-endian, naturally aligned and written by one single-copy-atomic store, so a reader
- * of the running guest's RAM never sees a half-written field):
+ * of the running guest's RAM never sees a half-written field; the counters are
+ * read-modify-written in RAM as x86's `incq`, so an update the migration lost stays lost
+ * on the destination instead of being healed from a register: pages written = pass
+ * counter * range pages + pages already at the next pass byte (one less for the few
+ * instructions between a page write and its count):
  *   +0x00  "MIGTSTAT"
  *   +0x08  u64 pass counter (incremented once after every pass)
  *   +0x10  u64 pages written since the start marker (incremented after every page write)
@@ -47,7 +53,9 @@
  * Time is the generic timer's virtual counter, CNTVCT_EL0, at CNTFRQ_EL0 Hz: the
  * architecture provides both at EL1, QEMU (TCG) and KVM set the frequency, so nothing is
  * calibrated. A CNTFRQ_EL0 of 0 (firmware expected to set it) stops with MIGT:ECALIB.
- * The virtual counter stands still while QEMU stops the VM, on TCG and KVM alike.
+ * The virtual counter stands still while QEMU stops the VM, on TCG and on KVM (unless
+ * -cpu ...,kvm-no-adjvtime=on). A DMB ISHST orders each page write before the count
+ * that says it was written, for a reader on another host CPU (x86 gets that from TSO).
  *
  * Pacing (pages per second r > 0, counter frequency f): page n after the schedule base b
  * is written no earlier than b + floor(n * f / r). The schedule is absolute, so waiting
@@ -403,7 +411,9 @@ print:
  * dirty bitmap sync, and the status page is written after every page: its updates would
  * not be migrated. Writes to a page holding translated code always take TCG's tracked
  * slow path, and code run once per pass keeps a translation there. (In flash it would
- * not help: the page written has to be the page holding the code.)
+ * not help: the page written has to be the page holding the code. Run from flash, a
+ * 5-sync migration on 7.2 lost about 170 of the destination's pages-written increments;
+ * run from here, none, and 10.0 and 11.1 lose none either way.)
  */
 	.section .statuspage, "ax"
 	.balign	8
