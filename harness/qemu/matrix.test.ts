@@ -1,6 +1,6 @@
 import { readFileSync, readlinkSync } from "node:fs";
 import { chmod, stat, writeFile } from "node:fs/promises";
-import { createConnection } from "node:net";
+import { createConnection, type Socket } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { execa } from "execa";
 import { dir } from "tmp-promise";
@@ -404,12 +404,30 @@ describe("environment selection", () => {
 // --- real binaries -------------------------------------------------------------------------
 
 /** Minimal QMP exchange, enough to prove a session works through the wrapper. */
+/**
+ * Connects to a unix socket, retrying while it is refused: QEMU binds the path before it listens,
+ * so the path can exist a moment before a connection is accepted.
+ */
+async function connectUnix(socketPath: string, ms = 10_000): Promise<Socket> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const sock = createConnection(socketPath);
+    try {
+      await new Promise<void>((res, rej) => {
+        sock.once("connect", res);
+        sock.once("error", rej);
+      });
+      return sock;
+    } catch (e) {
+      sock.destroy();
+      if ((e as NodeJS.ErrnoException).code !== "ECONNREFUSED" || Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 async function qmpSession(socketPath: string) {
-  const sock = createConnection(socketPath);
-  await new Promise<void>((res, rej) => {
-    sock.once("connect", res);
-    sock.once("error", rej);
-  });
+  const sock = await connectUnix(socketPath);
   let buf = "";
   const waiters: Array<(msg: Record<string, unknown>) => void> = [];
   const queue: Record<string, unknown>[] = [];
