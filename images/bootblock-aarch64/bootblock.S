@@ -189,6 +189,8 @@ params_end:
 el1_start:
 	ldr	x0, =SCTLR_RES1		/* MMU and caches off, little-endian, no alignment check */
 	msr	sctlr_el1, x0
+	adr	x0, vectors		/* a fault says so on the UART instead of hanging */
+	msr	vbar_el1, x0
 	isb
 
 	mov	x24, #UART
@@ -391,6 +393,46 @@ stop_with_message:
 1:	wfi
 	b	1b
 
+/*
+ * Any exception taken to EL1 (none is expected: no interrupt is unmasked, no access
+ * faults) prints MIGT:EFAULT, then its syndrome, return address and fault address, and
+ * stops: on a host nobody can attach a debugger to, the line says what went wrong.
+ */
+fault:
+	mov	x24, #UART
+	mov	w0, #CR_ENABLE
+	str	w0, [x24, #UARTCR]
+	adr	x1, msg_fault
+	bl	print
+	mrs	x3, esr_el1
+	bl	print_hex
+	adr	x1, msg_elr
+	bl	print
+	mrs	x3, elr_el1
+	bl	print_hex
+	adr	x1, msg_far
+	bl	print
+	mrs	x3, far_el1
+	bl	print_hex
+	adr	x1, msg_newline
+	b	stop_with_message
+
+/* print_hex: x3 as 16 hex digits to the UART (x24). Clobbers x0, x2, x4, x5. */
+print_hex:
+	mov	x5, #60
+1:	lsr	x0, x3, x5
+	and	x0, x0, #0xf
+	add	x4, x0, #'0'
+	add	x0, x0, #('a' - 10)
+	cmp	x4, #'9'
+	csel	x0, x4, x0, ls
+2:	ldr	w2, [x24, #UARTFR]
+	tbnz	w2, #FR_TXFF, 2b
+	str	w0, [x24, #UARTDR]
+	subs	x5, x5, #4
+	b.ge	1b
+	ret
+
 /* print: NUL-terminated string at x1 to the UART (x24). Clobbers x0, x1, x2. */
 print:
 1:	ldrb	w0, [x1], #1
@@ -444,3 +486,21 @@ msg_bad_params:
 	.asciz	"MIGT:EPARAM\n"
 msg_bad_frequency:
 	.asciz	"MIGT:ECALIB\n"
+msg_fault:
+	.asciz	"MIGT:EFAULT\nesr=0x"
+msg_elr:
+	.asciz	" elr=0x"
+msg_far:
+	.asciz	" far=0x"
+msg_newline:
+	.asciz	"\n"
+
+/* ---------------------------------------------------------------- exception vectors */
+/* VBAR_EL1: 16 entries of 128 bytes, 2 KiB aligned; every one is a fault here. */
+	.section .vectors, "ax"
+	.balign	0x800
+vectors:
+	.rept	16
+	b	fault
+	.balign	128
+	.endr
