@@ -11,7 +11,8 @@
  * EL2 or EL3 service, so it runs with -cpu max, cortex-a57 and, under KVM, -cpu host.
  *
  * Guest-physical memory map (identity-mapped once the MMU is on):
- *   0x00000000  flash: this image (entry, parameter block at 0x200, code, data); 2 MiB blocks
+ *   0x00000000  flash: this image (entry, parameter block at 0x200, code, data, exception
+ *               vectors at 0x800, which print MIGT:EFAULT and the syndrome); 2 MiB blocks
  *               of the first 128 MiB mapped Normal, read-only, executable
  *   0x09000000  PL011 UART (QEMU's serial 0); the rest of the first GiB mapped Device-nGnRnE
  *   0x40000000  RAM base. QEMU leaves the device tree here for firmware; it is not used and
