@@ -11,7 +11,7 @@ import { Machine, MachineLaunchError } from "../harness/qemu/machine.ts";
 import { isAlive, registered } from "../harness/qemu/process-registry.ts";
 import { runScenario } from "../harness/scenario/run.ts";
 import { type Scenario, ScenarioError, ScenarioUnsupported } from "../harness/scenario/scenario.ts";
-import { test, where } from "./migration-test.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");
 const noGreeting = fileURLToPath(new URL("./fixtures/qemu-no-greeting.mjs", import.meta.url));
@@ -58,7 +58,7 @@ describe("bad QEMU binaries", () => {
   });
 });
 
-describe.each(binaries)("bad input to QEMU $label", (b) => {
+forEachQemu("bad input to QEMU", (b) => {
   test(`QEMU that exits at start reports its exit code and stderr ${where(b)}`, async () => {
     const error = await Machine.launch({
       name: "source",
@@ -179,8 +179,8 @@ describe("KVM asked for but not usable", () => {
   test("forced kvm without /dev/kvm says how to fix it", () => {
     // A fake root without dev/kvm: the decision and its message, as on a host without KVM.
     const kvm = detectKvm("/nonexistent-root");
-    expect(() => chooseAccel("kvm", kvm, ["tcg", "kvm"])).toThrow(AccelError);
-    expect(() => chooseAccel("kvm", kvm, ["tcg", "kvm"])).toThrow(
+    expect(() => chooseAccel("kvm", kvm, ["tcg", "kvm"], "x86_64", "x86_64")).toThrow(AccelError);
+    expect(() => chooseAccel("kvm", kvm, ["tcg", "kvm"], "x86_64", "x86_64")).toThrow(
       /accelerator kvm was requested but KVM is not usable: \/nonexistent-root\/dev\/kvm does not exist: load the KVM module .*; or use accel tcg/,
     );
   });

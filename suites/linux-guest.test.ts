@@ -53,12 +53,14 @@ function newest(list: readonly BinaryUnderTest[]): BinaryUnderTest | undefined {
   })[0];
 }
 
-const chosen = runAll ? binaries : binaries.filter((b) => b === newest(binaries));
+const x86 = binaries.filter((b) => b.arch === "x86_64");
+const chosen = runAll ? x86 : x86.filter((b) => b === newest(x86));
 
 function skipReason(b: BinaryUnderTest): string | undefined {
+  if (b.arch !== "x86_64") return `the Linux guest image is an x86_64 kernel, not ${b.arch}`;
   if ("reason" in lookup) return lookup.reason;
   if (!chosen.includes(b)) {
-    return `the Linux guest runs on the newest binary under test only (${newest(binaries)?.label}); ${ALL_ENV}=1 runs it on every one`;
+    return `the Linux guest runs on the newest binary under test only (${newest(x86)?.label}); ${ALL_ENV}=1 runs it on every one`;
   }
   const kvm = detectKvm();
   if (b.accel === "kvm" && !kvm.hardware) {

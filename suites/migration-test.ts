@@ -12,6 +12,7 @@ import { test as base, describe, inject } from "vitest";
 import { invariantProblems } from "../harness/checks/invariants.ts";
 import { timelineProblems } from "../harness/checks/timeline-checks.ts";
 import { MigrationPair, type PairOptions } from "../harness/migration/pair.ts";
+import type { QemuArch } from "../harness/qemu/arch.ts";
 import type { BinaryUnderTest } from "../harness/qemu/binaries-under-test.ts";
 import { recordPair, saveRun, slugify } from "../harness/report/run-artefacts.ts";
 import { runScenario, type ScenarioRun } from "../harness/scenario/run.ts";
@@ -100,15 +101,47 @@ export const test = base.extend<MigrationFixtures>({
   },
 });
 
-/** "[7.2, tcg]": where a test ran, for its name. */
-export function where(b: { label: string; accel: string }): string {
-  return `[${b.label}, ${b.accel}]`;
+/** "[7.2, x86_64, tcg]": where a test ran, for its name. */
+export function where(b: { label: string; arch: string; accel: string }): string {
+  return `[${b.label}, ${b.arch}, ${b.accel}]`;
 }
 
-/** One describe per QEMU under test (`name [7.2, tcg]`), each test getting that QEMU as `qemu`. */
-export function forEachQemu(name: string, body: (b: BinaryUnderTest) => void): void {
+export interface QemuSelection {
+  /**
+   * The targets the suite means (default: every one). On any other target its describe holds
+   * one skipped test saying why, so what was not covered shows in the report.
+   */
+  arches?: readonly QemuArch[];
+  /** Why the suite is limited to `arches`. */
+  archReason?: string;
+  /**
+   * Targets whose tests the smoke set (npm test) runs (default: x86_64 only); on the others the
+   * whole describe is tagged `full`. "all": every target in the smoke set too.
+   */
+  smoke?: readonly QemuArch[] | "all";
+}
+
+/**
+ * One describe per QEMU under test (`name [7.2, x86_64, tcg]`), each test getting that QEMU as
+ * `qemu`.
+ */
+export function forEachQemu(
+  name: string,
+  body: (b: BinaryUnderTest) => void,
+  selection: QemuSelection = {},
+): void {
+  const smoke = selection.smoke ?? ["x86_64"];
   for (const b of inject("binaries")) {
-    describe(`${name} ${where(b)}`, () => {
+    const title = `${name} ${where(b)}`;
+    if (selection.arches && !selection.arches.includes(b.arch)) {
+      describe(title, () => {
+        test.skip(`not run on ${b.arch}: ${selection.archReason ?? `this suite is for ${selection.arches?.join(", ")} only`}`, () =>
+          undefined);
+      });
+      continue;
+    }
+    const inSmoke = smoke === "all" || smoke.includes(b.arch);
+    describe(title, inSmoke ? {} : { tags: ["full"] }, () => {
       test.override({ qemu: b });
       body(b);
     });

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { describe, expect, inject } from "vitest";
 import { isAlive, sweepRunDir } from "../harness/qemu/process-registry.ts";
-import { test, where } from "./migration-test.ts";
+import { forEachQemu, test, where } from "./migration-test.ts";
 
 const binaries = inject("binaries");
 const repo = fileURLToPath(new URL("..", import.meta.url));
@@ -71,7 +71,7 @@ async function eventually(check: () => boolean, timeoutMs: number): Promise<bool
   return check();
 }
 
-describe.each(binaries)("no leaks $label", (b) => {
+forEachQemu("no leaks", (b) => {
   test(`Ctrl-C (SIGINT) mid-migration leaves no QEMU and no temp dir ${where(b)}`, async () => {
     const runDir = mkdtempSync(join(inject("runDir"), "sigint-"));
     const { child, started } = await startSlowMigration(b.path, runDir);

@@ -13,9 +13,11 @@ import {
   BOOTBLOCK_IMAGE_PATH,
   BOOTBLOCK_LAYOUT,
   type BootblockBoot,
+  bootblockArch,
   bootblockQemuArgs,
   parseBootblockSerial,
   patchBootblockImage,
+  validateBootblockParams,
   writeBootblockImage,
 } from "./bootblock.ts";
 import { checkBootblockRam, readBootblockStatus } from "./ram-check.ts";
@@ -25,6 +27,9 @@ const L = BOOTBLOCK_LAYOUT;
 const SOURCE = readFileSync(
   fileURLToPath(new URL("../../images/bootblock/bootblock.S", import.meta.url)),
   "utf8",
+);
+const AARCH64_SOURCE = fileURLToPath(
+  new URL("../../images/bootblock-aarch64/bootblock.S", import.meta.url),
 );
 
 /** `.set NAME, VALUE` constants of bootblock.S (numbers, no expressions). */
@@ -84,7 +89,11 @@ describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
     expect(SOURCE).toContain(`cmpl\t$${L.calibration.rounds}, %ebx`);
     expect(c.get("CAL_ATTEMPTS")).toBe(L.calibration.attempts);
     expect(2 ** (c.get("CAL_BRACKET_SHIFT") ?? 0)).toBe(L.calibration.maxBracket);
-    const { pass, ...messages } = L.markers;
+    // The fault marker is the aarch64 image's own (its exception vectors).
+    const { pass, fault, ...messages } = L.markers;
+    expect(readFileSync(AARCH64_SOURCE, "utf8")).toContain(
+      `.asciz\t"${fault.replace("\n", "\\n")}`,
+    );
     expect(SOURCE).toContain(`movb\t$'${pass}', %al`);
     for (const marker of Object.values(messages)) {
       expect(SOURCE).toContain(`.asciz\t"${marker.replace("\n", "\\n")}"`);
@@ -129,6 +138,20 @@ describe("bootblock image", () => {
     expect(block.readBigUInt64LE(L.paramFields.pageSpin)).toBe(0n);
     expect(block.readBigUInt64LE(L.paramFields.dirtyRatePagesPerSecond)).toBe(0n);
     expect(block.readBigUInt64LE(L.paramFields.maxLagUs)).toBe(BigInt(L.defaultMaxLagUs));
+  });
+
+  test("aarch64: the range lives above virt's RAM base, and only -bios boots it", () => {
+    const A = bootblockArch("aarch64");
+    expect(A.ramBase).toBe(0x4000_0000);
+    expect(validateBootblockParams({ rangeEnd: A.ramBase + 64 * MiB }, "aarch64").rangeStart).toBe(
+      A.ramBase + MiB,
+    );
+    expect(() => validateBootblockParams({ rangeEnd: 64 * MiB }, "aarch64")).toThrow(
+      /inside 0x40100000\.\.0x140000000: RAM base \+ 1 MiB\.\.4 GiB on aarch64/,
+    );
+    expect(() => bootblockQemuArgs("x.bin", { boot: "disk", arch: "aarch64" })).toThrow(
+      /boots only as bios/,
+    );
   });
 
   test("parameters the guest would reject are rejected here", () => {

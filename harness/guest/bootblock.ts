@@ -1,12 +1,17 @@
-// The default migration guest: images/bootblock.bin, a 64 KiB x86 program that dirties one byte
-// of every 4 KiB page of a guest-physical range, pass after pass, paced in pages per second
-// against its TSC (calibrated on the PIT at boot); source: images/bootblock/.
+// The default migration guest: a 64 KiB program that dirties one byte of every 4 KiB page of a
+// guest-physical range, pass after pass, paced in pages per second on the CPU's own clock:
+// images/bootblock.bin for x86_64 (TSC calibrated on the PIT at boot; source images/bootblock/)
+// and images/bootblock-aarch64.bin for aarch64 `virt` (generic timer; images/bootblock-aarch64/),
+// with one parameter block, status block, page pattern and set of serial markers.
 // This module patches its parameter block, says how to boot it and reads its serial markers.
 // Its live progress is read by progress.ts; the memory it leaves behind is verified by
 // ram-check.ts.
 
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import type { QemuArch } from "../qemu/arch.ts";
+import { MACHINE_ARCHES } from "../qemu/machine-arch.ts";
+import { hex } from "../util/text.ts";
 
 /** Where things are in the image and in guest-physical memory. Mirrors images/bootblock/bootblock.S. */
 export const BOOTBLOCK_LAYOUT = {
@@ -71,20 +76,81 @@ export const BOOTBLOCK_LAYOUT = {
     badParams: "MIGT:EPARAM\n",
     diskError: "MIGT:EDISK\n",
     calibrationError: "MIGT:ECALIB\n",
+    /** aarch64: an exception; the next line has its syndrome and addresses. */
+    fault: "MIGT:EFAULT\n",
   },
 } as const;
 
 /** What each error marker means, for messages. */
 export const BOOTBLOCK_ERRORS: Record<string, string> = {
-  "MIGT:EPARAM": "its parameter block is invalid (range unaligned, empty or outside 1 MiB..4 GiB)",
+  "MIGT:EPARAM":
+    "its parameter block is invalid (range unaligned, empty or outside RAM base + 1 MiB..4 GiB)",
   "MIGT:EDISK": "SeaBIOS could not read the rest of the image from the boot disk",
-  "MIGT:ECALIB": `it could not time the PIT to calibrate its TSC (no 3 of ${BOOTBLOCK_LAYOUT.calibration.attempts} rounds seen promptly: host overloaded, or no PIT channel 2 behind port 0x61)`,
+  "MIGT:ECALIB": `it could not calibrate its clock: on x86_64 no 3 of ${BOOTBLOCK_LAYOUT.calibration.attempts} PIT rounds seen promptly (host overloaded, or no PIT channel 2 behind port 0x61); on aarch64 CNTFRQ_EL0 reads 0`,
+  "MIGT:EFAULT":
+    "it took an exception (aarch64; the serial line after the marker has esr, elr and far)",
 };
 
-/** The committed image, built by scripts/build-images. */
+/** The committed x86_64 image, built by scripts/build-images. */
 export const BOOTBLOCK_IMAGE_PATH = fileURLToPath(
   new URL("../../images/bootblock.bin", import.meta.url),
 );
+
+export type BootblockBoot = "bios" | "disk";
+
+/**
+ * What differs per architecture; everything in BOOTBLOCK_LAYOUT not named here is shared. The
+ * x86_64 addresses are BOOTBLOCK_LAYOUT's own. On aarch64 `virt` RAM starts at 1 GiB, so the
+ * status block and the range sit at the same offsets from there.
+ */
+export interface BootblockArch {
+  arch: QemuArch;
+  image: string;
+  /** Guest-physical address of the first byte of RAM (offset 0 of a RAM backing file). */
+  ramBase: number;
+  statusAddress: number;
+  passCounterAddress: number;
+  minRangeStart: number;
+  defaultRangeStart: number;
+  maxRangeEnd: number;
+  /** The ways QEMU can load it. */
+  boots: readonly BootblockBoot[];
+  /** The clock the pacing runs on, for messages. */
+  clock: string;
+}
+
+const AARCH64_RAM_BASE = MACHINE_ARCHES.aarch64.ramBase;
+
+export const BOOTBLOCK_ARCHES: Record<QemuArch, BootblockArch> = {
+  x86_64: {
+    arch: "x86_64",
+    image: BOOTBLOCK_IMAGE_PATH,
+    ramBase: 0,
+    statusAddress: BOOTBLOCK_LAYOUT.statusAddress,
+    passCounterAddress: BOOTBLOCK_LAYOUT.passCounterAddress,
+    minRangeStart: BOOTBLOCK_LAYOUT.minRangeStart,
+    defaultRangeStart: BOOTBLOCK_LAYOUT.defaultRangeStart,
+    maxRangeEnd: BOOTBLOCK_LAYOUT.maxRangeEnd,
+    boots: ["bios", "disk"],
+    clock: "TSC calibrated on the PIT",
+  },
+  aarch64: {
+    arch: "aarch64",
+    image: fileURLToPath(new URL("../../images/bootblock-aarch64.bin", import.meta.url)),
+    ramBase: AARCH64_RAM_BASE,
+    statusAddress: AARCH64_RAM_BASE + BOOTBLOCK_LAYOUT.statusAddress,
+    passCounterAddress: AARCH64_RAM_BASE + BOOTBLOCK_LAYOUT.passCounterAddress,
+    minRangeStart: AARCH64_RAM_BASE + BOOTBLOCK_LAYOUT.minRangeStart,
+    defaultRangeStart: AARCH64_RAM_BASE + BOOTBLOCK_LAYOUT.defaultRangeStart,
+    maxRangeEnd: AARCH64_RAM_BASE + BOOTBLOCK_LAYOUT.maxRangeEnd,
+    boots: ["bios"],
+    clock: "generic timer (CNTVCT_EL0 at CNTFRQ_EL0)",
+  },
+};
+
+export function bootblockArch(arch: QemuArch = "x86_64"): BootblockArch {
+  return BOOTBLOCK_ARCHES[arch];
+}
 
 export interface BootblockParams {
   /** First byte of the dirtied range, guest-physical; default 1 MiB. Page aligned, >= 1 MiB. */
@@ -101,17 +167,19 @@ export interface BootblockParams {
   passSpin?: number;
 }
 
-export type BootblockBoot = "bios" | "disk";
-
 export class BootblockImageError extends Error {
   override name = "BootblockImageError";
 }
 
 /** Check parameters the way the guest does, so a bad value fails here and not as "MIGT:EPARAM". */
-export function validateBootblockParams(params: BootblockParams): Required<BootblockParams> {
+export function validateBootblockParams(
+  params: BootblockParams,
+  arch: QemuArch = "x86_64",
+): Required<BootblockParams> {
   const L = BOOTBLOCK_LAYOUT;
+  const A = bootblockArch(arch);
   const p = {
-    rangeStart: params.rangeStart ?? L.defaultRangeStart,
+    rangeStart: params.rangeStart ?? A.defaultRangeStart,
     rangeEnd: params.rangeEnd,
     dirtyRatePagesPerSecond: params.dirtyRatePagesPerSecond ?? 0,
     maxLagUs: params.maxLagUs ?? L.defaultMaxLagUs,
@@ -128,18 +196,22 @@ export function validateBootblockParams(params: BootblockParams): Required<Bootb
       `bootblock range 0x${p.rangeStart.toString(16)}..0x${p.rangeEnd.toString(16)} must be ${L.pageSize}-byte aligned`,
     );
   }
-  if (p.rangeStart < L.minRangeStart || p.rangeEnd > L.maxRangeEnd || p.rangeStart >= p.rangeEnd) {
+  if (p.rangeStart < A.minRangeStart || p.rangeEnd > A.maxRangeEnd || p.rangeStart >= p.rangeEnd) {
     throw new RangeError(
-      `bootblock range 0x${p.rangeStart.toString(16)}..0x${p.rangeEnd.toString(16)} must be non-empty and inside 1 MiB..4 GiB`,
+      `bootblock range ${hex(p.rangeStart)}..${hex(p.rangeEnd)} must be non-empty and inside ${hex(A.minRangeStart)}..${hex(A.maxRangeEnd)}: RAM base + 1 MiB..4 GiB on ${arch}`,
     );
   }
   return p;
 }
 
 /** Patch the parameter block of an image held in memory (in place). */
-export function patchBootblockImage(image: Uint8Array, params: BootblockParams): void {
+export function patchBootblockImage(
+  image: Uint8Array,
+  params: BootblockParams,
+  arch: QemuArch = "x86_64",
+): void {
   const L = BOOTBLOCK_LAYOUT;
-  const p = validateBootblockParams(params);
+  const p = validateBootblockParams(params, arch);
   if (image.length !== L.imageSize) {
     throw new BootblockImageError(
       `bootblock image is ${image.length} bytes, expected ${L.imageSize} (rebuild with scripts/build-images)`,
@@ -164,14 +236,15 @@ export function patchBootblockImage(image: Uint8Array, params: BootblockParams):
   view.setBigUint64(L.paramFields.maxLagUs, BigInt(p.maxLagUs), true);
 }
 
-/** Copy the bootblock image to `destPath` with `params` patched in. */
+/** Copy the bootblock image of `arch` to `destPath` with `params` patched in. */
 export async function writeBootblockImage(
   params: BootblockParams,
   destPath: string,
-  sourcePath: string = BOOTBLOCK_IMAGE_PATH,
+  arch: QemuArch = "x86_64",
+  sourcePath: string = bootblockArch(arch).image,
 ): Promise<void> {
   const image = await readFile(sourcePath);
-  patchBootblockImage(image, params);
+  patchBootblockImage(image, params, arch);
   await writeFile(destPath, image);
 }
 
@@ -180,7 +253,16 @@ export async function writeBootblockImage(
  * hundred ms); "disk" boots it through SeaBIOS from an IDE disk (seconds under software KVM).
  * The guest reads the disk only while booting, so both sides of a migration may share the file.
  */
-export function bootblockQemuArgs(imagePath: string, opts: { boot: BootblockBoot }): string[] {
+export function bootblockQemuArgs(
+  imagePath: string,
+  opts: { boot: BootblockBoot; arch?: QemuArch },
+): string[] {
+  const arch = opts.arch ?? "x86_64";
+  if (!bootblockArch(arch).boots.includes(opts.boot)) {
+    throw new BootblockImageError(
+      `the ${arch} boot block boots only as ${bootblockArch(arch).boots.join(" or ")}, not "${opts.boot}"`,
+    );
+  }
   if (opts.boot === "bios") return ["-bios", imagePath];
   // QEMU option values escape a comma by doubling it.
   const file = imagePath.replaceAll(",", ",,");
@@ -209,7 +291,12 @@ export function parseBootblockSerial(text: string): BootblockSerialState {
     passes: after.split(markers.pass).length - 1,
     restarts: Math.max(0, starts - 1),
   };
-  for (const message of [markers.badParams, markers.diskError, markers.calibrationError]) {
+  for (const message of [
+    markers.badParams,
+    markers.diskError,
+    markers.calibrationError,
+    markers.fault,
+  ]) {
     if (text.includes(message)) state.error = message.trim();
   }
   return state;

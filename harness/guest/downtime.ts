@@ -7,7 +7,7 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Machine } from "../qemu/machine.ts";
-import { BOOTBLOCK_LAYOUT } from "./bootblock.ts";
+import { BOOTBLOCK_LAYOUT, bootblockArch } from "./bootblock.ts";
 
 export interface GuestDowntime {
   /** Host ms from the read that saw the source's last page write to the first read that saw the destination's first. */
@@ -38,12 +38,13 @@ function reader(m: Machine): { read: () => Read | undefined; close: () => void }
     );
   }
   const fd = openSync(m.ramFile, "r");
+  const offset = bootblockArch(m.arch).statusAddress - m.ramBase;
   const buf = Buffer.alloc(BOOTBLOCK_LAYOUT.statusSize);
   const magic = Buffer.from(BOOTBLOCK_LAYOUT.statusMagic);
   return {
     read: () => {
       const at = performance.now();
-      if (readSync(fd, buf, 0, buf.length, BOOTBLOCK_LAYOUT.statusAddress) < buf.length) return;
+      if (readSync(fd, buf, 0, buf.length, offset) < buf.length) return;
       if (!buf.subarray(0, magic.length).equals(magic)) return undefined;
       return {
         at,

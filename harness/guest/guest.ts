@@ -6,6 +6,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AccelRequest } from "../qemu/accel.ts";
+import type { QemuArch } from "../qemu/arch.ts";
+import { probeQemuBinary } from "../qemu/binary.ts";
 import { defaultParentDir, Machine } from "../qemu/machine.ts";
 import { hex } from "../util/text.ts";
 import { timeoutMs as scaledTimeout } from "../util/timeouts.ts";
@@ -14,6 +16,7 @@ import {
   BOOTBLOCK_LAYOUT,
   type BootblockBoot,
   type BootblockParams,
+  bootblockArch,
   bootblockQemuArgs,
   parseBootblockSerial,
   validateBootblockParams,
@@ -38,11 +41,12 @@ export { type GuestProgress, measureGuestDirtyRate, readGuestProgress } from "./
 export type GuestOptions =
   | {
       kind: "bootblock";
-      /** End of the dirtied range in MiB (default: guest RAM minus 16 MiB). */
+      /** End of the dirtied range in MiB of RAM (default: guest RAM minus 16 MiB). */
       rangeEndMiB?: number;
       /**
-       * MiB/s of dirtied pages (1 page = 4 KiB), paced on the guest's PIT-calibrated TSC, so the
-       * same under TCG and KVM. 0: as fast as the vCPU can. Default DEFAULT_DIRTY_RATE_MIBPS (32).
+       * MiB/s of dirtied pages (1 page = 4 KiB), paced on the guest's own clock (x86: TSC
+       * calibrated on the PIT; aarch64: the generic timer), so the same under TCG and KVM.
+       * 0: as fast as the vCPU can. Default DEFAULT_DIRTY_RATE_MIBPS (32).
        */
       dirtyRateMiBps?: number;
       /** Raw knob: busy-loop iterations after each page write, on top of the pacing. */
@@ -60,6 +64,8 @@ export interface PreparedGuest {
   /** QEMU arguments that load it; the same on both sides. */
   args: string[];
   params?: Required<BootblockParams>;
+  /** The target the image was built for: both sides must emulate it. */
+  arch: QemuArch;
 }
 
 export class GuestError extends Error {
@@ -67,15 +73,17 @@ export class GuestError extends Error {
 }
 
 /**
- * Write the guest's image (if any) into `dir` and say how to boot it. A bad rate (negative, NaN,
- * not in MiB/s) is a RangeError here, before any QEMU starts.
+ * Write the guest's image for `arch` (if any) into `dir` and say how to boot it. A bad rate
+ * (negative, NaN, not in MiB/s) is a RangeError here, before any QEMU starts.
  */
 export async function prepareGuest(
   options: GuestOptions,
   memoryMiB: number,
   dir: string,
+  arch: QemuArch = "x86_64",
 ): Promise<PreparedGuest> {
-  if (options.kind === "none") return { options, args: [] };
+  if (options.kind === "none") return { options, args: [], arch };
+  const ramBase = bootblockArch(arch).ramBase;
   const rangeEndMiB = options.rangeEndMiB ?? Math.max(2, memoryMiB - 16);
   if (rangeEndMiB > memoryMiB) {
     throw new GuestError(
@@ -83,18 +91,22 @@ export async function prepareGuest(
     );
   }
   const dirtyRateMiBps = options.dirtyRateMiBps ?? DEFAULT_DIRTY_RATE_MIBPS;
-  const params = validateBootblockParams({
-    rangeEnd: rangeEndMiB * 1024 * 1024,
-    dirtyRatePagesPerSecond: dirtyRatePagesPerSecond(dirtyRateMiBps),
-    pageSpin: options.pageSpin ?? 0,
-    passSpin: options.passSpin ?? 0,
-  });
+  const params = validateBootblockParams(
+    {
+      rangeEnd: ramBase + rangeEndMiB * 1024 * 1024,
+      dirtyRatePagesPerSecond: dirtyRatePagesPerSecond(dirtyRateMiBps),
+      pageSpin: options.pageSpin ?? 0,
+      passSpin: options.passSpin ?? 0,
+    },
+    arch,
+  );
   const image = join(dir, "bootblock.bin");
-  await writeBootblockImage(params, image);
+  await writeBootblockImage(params, image, arch);
   return {
     options: { ...options, dirtyRateMiBps },
-    args: bootblockQemuArgs(image, { boot: options.boot ?? "bios" }),
+    args: bootblockQemuArgs(image, { boot: options.boot ?? "bios", arch }),
     params,
+    arch,
   };
 }
 
@@ -118,8 +130,10 @@ function serialState(m: Machine) {
   const state = parseBootblockSerial(m.serialText());
   if (state.error) {
     const meaning = BOOTBLOCK_ERRORS[state.error];
+    // The fault marker's next line is the guest's own account of it.
+    const detail = m.serialText().split(`${state.error}\n`)[1]?.split("\n")[0];
     throw new GuestError(
-      `${m.name}: the boot-block guest reported ${state.error}${meaning ? `: ${meaning}` : ""}`,
+      `${m.name}: the boot-block guest reported ${state.error}${meaning ? `: ${meaning}` : ""}${detail ? ` (${detail})` : ""}`,
     );
   }
   if (!m.isRunning()) {
@@ -203,7 +217,7 @@ export async function checkGuestRam(
   const first = await progressAfterMigration(destination);
   const t0 = performance.now();
   const moved = await until(
-    `${destination.name}: the boot-block guest's pages-written word (${hex(BOOTBLOCK_LAYOUT.statusAddress + BOOTBLOCK_LAYOUT.statusFields.pagesWritten)}) stayed at ${first.pagesWritten} after migration (the guest is not running there)`,
+    `${destination.name}: the boot-block guest's pages-written word (${hex(bootblockArch(guest.arch).statusAddress + BOOTBLOCK_LAYOUT.statusFields.pagesWritten)}) stayed at ${first.pagesWritten} after migration (the guest is not running there)`,
     timeoutMs,
     async () => {
       const now = await progressAfterMigration(destination);
@@ -220,7 +234,7 @@ export async function checkGuestRam(
   let check: RamCheckResult;
   try {
     check = await checkBootblockRamFile(file.path, {
-      base: 0,
+      base: file.base,
       rangeStart: params.rangeStart,
       rangeEnd: params.rangeEnd,
       passCounter: status.passCounter,
@@ -266,6 +280,7 @@ export async function measureDirtyRate(options: {
 }): Promise<DirtyRate> {
   const dir = mkdtempSync(join(options.parentDir ?? defaultParentDir(), "rate-"));
   try {
+    const { arch } = await probeQemuBinary(options.binary ?? "qemu-system-x86_64");
     const guest = await prepareGuest(
       {
         kind: "bootblock",
@@ -275,6 +290,7 @@ export async function measureDirtyRate(options: {
       },
       16,
       dir,
+      arch,
     );
     const m = await Machine.launch({
       name: "dirty-rate",

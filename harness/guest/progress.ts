@@ -1,10 +1,10 @@
-// The boot-block guest's live progress: its status block at 0x7000 (pass counter, pages written,
+// The boot-block guest's live progress: its status block at RAM base + 0x7000 (pass counter, pages written,
 // TSC of the last write, calibrated TSC Hz, asked rate), read from a running or stopped machine,
 // and its dirty rate measured from the pages-written word over host time.
 
 import type { Machine } from "../qemu/machine.ts";
 import { hex } from "../util/text.ts";
-import { BOOTBLOCK_LAYOUT } from "./bootblock.ts";
+import { BOOTBLOCK_LAYOUT, bootblockArch } from "./bootblock.ts";
 import { type MeasuredDirtyRate, pagesPerSecondToMiBps } from "./dirty-rate.ts";
 
 export interface GuestProgress {
@@ -34,8 +34,12 @@ export class GuestProgressError extends Error {
  * The status block in `mem` (guest-physical `base` onwards); undefined when the guest has not
  * written its magic yet. A block of another layout version is an error: image and harness differ.
  */
-export function parseGuestProgress(mem: Uint8Array, base: number): GuestProgress | undefined {
-  const { statusAddress, statusMagic, statusSize, statusFields: F } = BOOTBLOCK_LAYOUT;
+export function parseGuestProgress(
+  mem: Uint8Array,
+  base: number,
+  statusAddress: number = BOOTBLOCK_LAYOUT.statusAddress,
+): GuestProgress | undefined {
+  const { statusMagic, statusSize, statusFields: F } = BOOTBLOCK_LAYOUT;
   const at = statusAddress - base;
   if (at < 0 || at + statusSize > mem.length) {
     throw new RangeError(
@@ -73,9 +77,11 @@ export function parseGuestProgress(mem: Uint8Array, base: number): GuestProgress
  * file, or through pmemsave without one.
  */
 export async function readGuestProgress(m: Machine): Promise<GuestProgress> {
-  const { statusAddress, statusSize } = BOOTBLOCK_LAYOUT;
+  const { statusSize } = BOOTBLOCK_LAYOUT;
+  const { statusAddress } = bootblockArch(m.arch);
   const progress = parseGuestProgress(
     await m.readGuestMemory(statusAddress, statusSize),
+    statusAddress,
     statusAddress,
   );
   if (!progress) {

@@ -13,7 +13,8 @@
 // hold h - 1 (mod 256). Every other page is bad.
 
 import { open } from "node:fs/promises";
-import { BOOTBLOCK_LAYOUT } from "./bootblock.ts";
+import type { QemuArch } from "../qemu/arch.ts";
+import { BOOTBLOCK_LAYOUT, bootblockArch } from "./bootblock.ts";
 
 export interface RamCheckOptions {
   /** Guest-physical address of mem[0]. */
@@ -267,8 +268,13 @@ export interface BootblockStatus {
 }
 
 /** The guest's status block, when mem covers it and the guest has written its magic. */
-export function readBootblockStatus(mem: Uint8Array, base: number): BootblockStatus | undefined {
-  const { statusAddress, statusMagic, passCounterAddress } = BOOTBLOCK_LAYOUT;
+export function readBootblockStatus(
+  mem: Uint8Array,
+  base: number,
+  arch: QemuArch = "x86_64",
+): BootblockStatus | undefined {
+  const { statusMagic } = BOOTBLOCK_LAYOUT;
+  const { statusAddress, passCounterAddress } = bootblockArch(arch);
   const at = statusAddress - base;
   if (at < 0 || passCounterAddress + 8 - base > mem.length) return undefined;
   const magic = new TextDecoder().decode(mem.subarray(at, at + statusMagic.length));

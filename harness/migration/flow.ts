@@ -45,7 +45,10 @@ export async function finishCompleted(
 ): Promise<MigrationResult> {
   const durationMs = Date.now() - started;
   pair.phase = "verify";
-  const destinationVm = await pair.waitForVm("destination", (s) => s.running, "running");
+  // A destination that exited as declared (it refused what came last) has no VM to wait for.
+  const destinationVm = pair.destination.isRunning()
+    ? await pair.waitForVm("destination", (s) => s.running, "running")
+    : undefined;
   // 7.2 reports completed a moment before its VM leaves finish-migrate for postmigrate.
   if (pair.source.isRunning()) {
     await pair.waitForVm(

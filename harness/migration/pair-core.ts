@@ -242,6 +242,26 @@ export abstract class PairCore {
     );
   }
 
+  /** Wait until `side`, declared to exit, has exited; how it ended is checked at close. */
+  async waitForExit(side: Side, options: WaitOptions = {}): Promise<ExitInfo> {
+    const limit = options.timeoutMs ?? timeoutMs("failure");
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([
+      this.machine(side).exited,
+      new Promise<undefined>((r) => {
+        timer = setTimeout(() => r(undefined), limit);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!exit) {
+      throw await this.fail(
+        `the ${side} was declared to exit (${JSON.stringify(this.expectedExits[side] ?? {})}) but still runs after ${limit} ms`,
+        side,
+      );
+    }
+    return exit;
+  }
+
   /** When each QEMU exited (timeline ms), noted on the timeline as it happens. */
   protected readonly exitedAt: Partial<Record<Side, number>> = {};
 

@@ -21,7 +21,10 @@ export interface PairOptions {
   /** Both sides' binary unless a side names its own (cross-version pairs). */
   binary?: string;
   accel?: AccelRequest;
+  /** -machine on both sides (default: the target's board; pin a versioned one across versions). */
   machineType?: string;
+  /** -cpu on both sides (default: the target's, harness/qemu/machine-arch.ts). */
+  cpu?: string;
   memoryMiB?: number;
   /** The guest both sides run: the boot-block guest by default, checked after migration. */
   guest?: GuestOptions;

@@ -12,6 +12,8 @@ import {
   prepareGuest,
   type RamIntegrity,
 } from "../guest/guest.ts";
+import type { QemuArch } from "../qemu/arch.ts";
+import { probeQemuBinary } from "../qemu/binary.ts";
 import { defaultParentDir, Machine, type MachineOptions } from "../qemu/machine.ts";
 import { registerPath, unregisterPath } from "../qemu/process-registry.ts";
 import type { MigrationParameters, MigrationStatus, QMPEvent, StatusInfo } from "../qmp/qapi.ts";
@@ -24,6 +26,7 @@ import { runParentDir } from "../util/paths.ts";
 import { timeoutMs } from "../util/timeouts.ts";
 import * as config from "./config.ts";
 import { CONVERGING_PARAMETERS, choosesConvergence } from "./convergence.ts";
+import { MigrationConfigError } from "./errors.ts";
 import { exitProblems } from "./exit-expectations.ts";
 import * as flow from "./flow.ts";
 import { PairCore } from "./pair-core.ts";
@@ -83,7 +86,8 @@ export class MigrationPair extends PairCore {
         rmSync(assetsDir, { recursive: true, force: true });
         unregisterPath(assetsDir);
       });
-      const guest = await prepareGuest(guestOptions, memoryMiB, assetsDir);
+      const arch = await pairArch(options);
+      const guest = await prepareGuest(guestOptions, memoryMiB, assetsDir, arch);
       // fdset transport: the migration file's descriptors go to the QEMUs at launch.
       const kind =
         typeof options.transport === "object" ? options.transport.kind : options.transport;
@@ -533,6 +537,7 @@ function machineOptionsFor(
     binary: own.binary ?? options.binary,
     accel: options.accel,
     machineType: options.machineType,
+    ...(options.cpu ? { cpu: options.cpu } : {}),
     memoryMiB: options.memoryMiB ?? 128,
     guestArgs: [...guest.args, ...(options.guestArgs ?? [])],
     extraArgs: [...(fdset?.[side].args ?? []), ...(own.extraArgs ?? [])],
@@ -542,6 +547,19 @@ function machineOptionsFor(
     parentDir: options.parentDir,
     startTimeoutMs: options.startTimeoutMs,
   };
+}
+
+/** The one target both sides emulate: a pair of two targets cannot migrate. */
+async function pairArch(options: PairOptions): Promise<QemuArch> {
+  const spec = (side: Side) => options[side]?.binary ?? options.binary ?? "qemu-system-x86_64";
+  const [source, destination] = await Promise.all(SIDES.map((s) => probeQemuBinary(spec(s))));
+  if (!source || !destination) throw new Error("unreachable: both sides probed");
+  if (source.arch !== destination.arch) {
+    throw new MigrationConfigError(
+      `the source QEMU (${source.path}) emulates ${source.arch} and the destination (${destination.path}) ${destination.arch}: a migration stays on one target; give both sides binaries of the same architecture`,
+    );
+  }
+  return source.arch;
 }
 
 function isEvent(msg: unknown): msg is QMPEvent {

@@ -1,9 +1,32 @@
 import { describe, expect, it } from "vitest";
 import { machineFiles, qemuArgs, spawnCommand } from "./command-line.ts";
+import { machineArch } from "./machine-arch.ts";
 
 const dir = "/dev/shm/qmt-run/source-abc";
 
 describe("qemuArgs", () => {
+  it("aarch64 virt: -cpu after -machine, the shared RAM named as the board's own RAM block", () => {
+    const target = machineArch("aarch64");
+    const args = qemuArgs({
+      name: "destination",
+      machineType: target.defaultMachineType,
+      cpu: target.cpu("tcg"),
+      accel: "tcg",
+      exitWithParent: false,
+      dir,
+      ramFile: `${dir}/guest.ram`,
+      ramBlockId: target.ramBlockId,
+    });
+    expect(args.slice(2, 6)).toEqual(["-machine", "virt", "-cpu", "max"]);
+    // Migration matches RAM blocks by name: a source without a backend has mach-virt.ram.
+    expect(args).toContain(
+      `memory-backend-file,id=mach-virt.ram,size=128M,mem-path=${dir}/guest.ram,share=on`,
+    );
+    expect(args).toContain("memory-backend=mach-virt.ram");
+    expect(target.cpu("kvm")).toBe("host");
+    expect(machineArch("x86_64").cpu("tcg")).toBeUndefined();
+  });
+
   it("the defaults: pc, 128 MiB, no devices, QMP on a socket and the serial console in a file", () => {
     expect(qemuArgs({ name: "source", accel: "tcg", exitWithParent: false, dir })).toEqual([
       "-name",

@@ -1,4 +1,4 @@
-// The qemu-system-x86_64 command line of one machine, built from its options alone: no process,
+// The qemu-system-* command line of one machine, built from its options alone: no process,
 // no file system, so a test can pin every argument for a given set of options.
 
 import { join } from "node:path";
@@ -29,6 +29,8 @@ export interface QemuArgsSpec {
   name: string;
   /** -machine type (default `pc`). */
   machineType?: string;
+  /** -cpu model (default: QEMU's own for the machine type). */
+  cpu?: string;
   memoryMiB?: number;
   accel: Accel;
   /** The binary has `-run-with exit-with-parent=on` (10.2+). */
@@ -37,6 +39,8 @@ export interface QemuArgsSpec {
   dir: string;
   /** Guest RAM as this shared memory-backend-file, readable in place by the harness. */
   ramFile?: string;
+  /** Its id: the board's own RAM block name (default `pc.ram`, machine-arch.ts). */
+  ramBlockId?: string;
   /** `-incoming defer`: a migration destination waiting for migrate-incoming. */
   incoming?: boolean;
   /** Arguments that load the guest (firmware, disks). */
@@ -53,6 +57,7 @@ export function qemuArgs(spec: QemuArgsSpec): string[] {
     spec.name,
     "-machine",
     spec.machineType ?? "pc",
+    ...(spec.cpu ? ["-cpu", spec.cpu] : []),
     "-accel",
     spec.accel,
     "-m",
@@ -74,9 +79,9 @@ export function qemuArgs(spec: QemuArgsSpec): string[] {
     ...(spec.ramFile
       ? [
           "-object",
-          `memory-backend-file,id=pc.ram,size=${memoryMiB}M,mem-path=${spec.ramFile},share=on`,
+          `memory-backend-file,id=${spec.ramBlockId ?? "pc.ram"},size=${memoryMiB}M,mem-path=${spec.ramFile},share=on`,
           "-machine",
-          "memory-backend=pc.ram",
+          `memory-backend=${spec.ramBlockId ?? "pc.ram"}`,
         ]
       : []),
     ...(spec.incoming ? ["-incoming", "defer"] : []),

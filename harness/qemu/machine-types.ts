@@ -1,10 +1,10 @@
 // A machine type both binaries of a cross-version pair support, from their own query-machines:
-// the newest versioned one of a family (pc-i440fx-X.Y, pc-q35-X.Y), as QEMU's own cross-version
-// migration tests resolve it.
+// the newest versioned one of a family (pc-i440fx-X.Y, pc-q35-X.Y, virt-X.Y), as QEMU's own
+// cross-version migration tests resolve it.
 
 import { Machine } from "./machine.ts";
 
-export type MachineFamily = "pc-i440fx" | "pc-q35";
+export type MachineFamily = "pc-i440fx" | "pc-q35" | "virt";
 
 interface MachineInfo {
   name: string;

@@ -13,12 +13,14 @@ import { QMPConnectError } from "../qmp/errors.ts";
 import type { StatusInfo } from "../qmp/qapi.ts";
 import { QmpSchema } from "../qmp/schema.ts";
 import { runParentDir, sharedMemoryDir } from "../util/paths.ts";
-import { indent, quoteCommandLine } from "../util/text.ts";
+import { hex, indent, quoteCommandLine } from "../util/text.ts";
 import { MiB } from "../util/units.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
+import type { QemuArch } from "./arch.ts";
 import { probeQemuBinary, type QemuBinaryInfo } from "./binary.ts";
 import { machineFiles, qemuArgs, spawnCommand } from "./command-line.ts";
 import { readGuestRamFile } from "./guest-ram-file.ts";
+import { machineArch } from "./machine-arch.ts";
 import {
   registerChild,
   registerPath,
@@ -32,11 +34,16 @@ const schemaCache = new Map<string, Promise<QmpSchema>>();
 export interface MachineOptions {
   /** "source", "destination", ...: in every message and in the temp dir's name. */
   name: string;
-  /** Path or command name of qemu-system-x86_64 (default: the one on PATH). */
+  /** Path, matrix name or command name of a qemu-system-* (default: qemu-system-x86_64 on PATH). */
   binary?: string;
   accel?: AccelRequest;
-  /** -machine type; pin a versioned one (pc-i440fx-7.2) for cross-version pairs. */
+  /**
+   * -machine type (default: the target's board, `pc` or `virt`); pin a versioned one
+   * (pc-i440fx-7.2, virt-7.2) for cross-version pairs.
+   */
   machineType?: string;
+  /** -cpu model (default: the target's, machine-arch.ts). */
+  cpu?: string;
   memoryMiB?: number;
   /** Start as a migration destination waiting for migrate-incoming. */
   incoming?: boolean;
@@ -110,6 +117,16 @@ export class Machine {
     });
   }
 
+  /** The target this QEMU emulates, as the binary itself reported it. */
+  get arch(): QemuArch {
+    return this.binary.arch;
+  }
+
+  /** Guest-physical address of RAM's first byte (offset 0 of the RAM backing file). */
+  get ramBase(): number {
+    return machineArch(this.binary.arch).ramBase;
+  }
+
   get qmpSocket(): string {
     return machineFiles(this.dir).qmpSocket;
   }
@@ -126,13 +143,19 @@ export class Machine {
 
   static async launch(options: MachineOptions): Promise<Machine> {
     const binary = await probeQemuBinary(options.binary ?? "qemu-system-x86_64");
-    const accel = chooseAccel(options.accel ?? "auto", detectKvm(), binary.accels);
+    const accel = chooseAccel(options.accel ?? "auto", detectKvm(), binary.accels, binary.arch);
     const dir = await createMachineDir(options);
     const ramFile = options.ramBackingFile ? ramFilePath(dir) : undefined;
+    const target = machineArch(binary.arch);
+    const cpu =
+      options.cpu ?? (options.machineType === "none" ? undefined : target.cpu(accel.accel));
     const commandLine = [
       binary.path,
       ...qemuArgs({
         ...options,
+        machineType: options.machineType ?? target.defaultMachineType,
+        ramBlockId: target.ramBlockId,
+        ...(cpu ? { cpu } : {}),
         accel: accel.accel,
         exitWithParent: binary.exitWithParent,
         dir,
@@ -177,11 +200,18 @@ export class Machine {
 
   /**
    * Guest-physical memory [address, address + length). With ramBackingFile it is read in place
-   * from the shared RAM file (guest-physical == file offset below 2 GiB on pc/q35); otherwise
-   * QEMU dumps it with pmemsave first. Stop the VM first for a consistent picture.
+   * from the shared RAM file (file offset == guest-physical - ramBase, below 2 GiB on pc/q35);
+   * otherwise QEMU dumps it with pmemsave first. Stop the VM first for a consistent picture.
    */
   async readGuestMemory(address: number, length: number): Promise<Buffer> {
-    if (this.ramFile) return readGuestRamFile(this.ramFile, address, length);
+    if (this.ramFile) {
+      if (address < this.ramBase) {
+        throw new RangeError(
+          `${this.name}: ${hex(address)} is below guest RAM, which starts at ${hex(this.ramBase)} on ${this.arch}`,
+        );
+      }
+      return readGuestRamFile(this.ramFile, address - this.ramBase, length);
+    }
     const dump = join(this.dir, `pmemsave-${address.toString(16)}.bin`);
     await this.qmp.execute("pmemsave", { val: address, size: length, filename: dump });
     try {
@@ -192,14 +222,16 @@ export class Machine {
   }
 
   /**
-   * A file holding guest-physical memory from address 0 on: the shared RAM file itself, or a
-   * pmemsave dump of [0, length) in this machine's dir (removed by `release`).
+   * A file holding guest RAM from its first byte (guest-physical `base`, the ramBase) up to
+   * `end`: the shared RAM file itself, or a pmemsave dump in this machine's dir (removed by
+   * `release`).
    */
-  async guestMemoryFile(length: number): Promise<{ path: string; release: () => void }> {
-    if (this.ramFile) return { path: this.ramFile, release: () => undefined };
+  async guestMemoryFile(end: number): Promise<{ path: string; base: number; release: () => void }> {
+    const base = this.ramBase;
+    if (this.ramFile) return { path: this.ramFile, base, release: () => undefined };
     const dump = join(this.dir, "pmemsave-ram.bin");
-    await this.qmp.execute("pmemsave", { val: 0, size: length, filename: dump });
-    return { path: dump, release: () => rmSync(dump, { force: true }) };
+    await this.qmp.execute("pmemsave", { val: base, size: end - base, filename: dump });
+    return { path: dump, base, release: () => rmSync(dump, { force: true }) };
   }
 
   /** An HMP command through QMP's human-monitor-command. */

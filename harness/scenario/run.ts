@@ -60,6 +60,7 @@ export function pairOptions(scenario: Scenario, where: Placement): PairOptions {
     ...(scenario.outgoingUri ? { outgoingUri: scenario.outgoingUri } : {}),
     ...(scenario.faultProxy ? { faultProxy: true } : {}),
     ...(scenario.machineType ? { machineType: scenario.machineType } : {}),
+    ...(scenario.cpu ? { cpu: scenario.cpu } : {}),
     ...(scenario.pollIntervalMs ? { pollIntervalMs: scenario.pollIntervalMs } : {}),
     ...(where.parentDir ? { parentDir: where.parentDir } : {}),
     ...(scenario.guestArgs ? { guestArgs: scenario.guestArgs } : {}),
@@ -172,8 +173,12 @@ async function awaitCompletion(
         ? { passes: scenario.convergence.stalledPasses }
         : {}),
     };
+    // A destination declared to exit (it refuses what arrived last, say) is waited for as gone.
+    const destinationExits = scenario.exits?.destination !== undefined;
     await pair.waitForStatuses(
-      { source: ["completed"], destination: ["completed"] },
+      destinationExits
+        ? { source: ["completed"] }
+        : { source: ["completed"], destination: ["completed"] },
       {
         timeoutMs: limit,
         ...(scenario.convergence === "wait"
@@ -181,6 +186,9 @@ async function awaitCompletion(
           : { failWhen: () => notConverging(pair.timeline, parameters, judged) }),
       },
     );
+    if (destinationExits) {
+      await pair.waitForExit("destination", { timeoutMs: timeoutMs("failure") });
+    }
     // A stopped source hands over a paused VM (its saved run state): resume it.
     if (scenario.live === false) await pair.contVm("destination");
     const result = await pair.finishCompleted(uri, started, scenario.ramCheck ?? true);

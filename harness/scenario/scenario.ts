@@ -126,6 +126,8 @@ export interface Scenario {
   /** Snapshot interval while waiting, ms (default 100). */
   pollIntervalMs?: number;
   machineType?: string;
+  /** -cpu on both sides (default: the target's; pin a named model across versions). */
+  cpu?: string;
   /** Per-side binaries (cross-version); otherwise the binary the test runs on. */
   binaries?: { source?: string; destination?: string };
 }
