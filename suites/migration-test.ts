@@ -122,6 +122,14 @@ export interface QemuSelection {
 }
 
 /**
+ * Test options that keep a variant in the smoke set on x86_64 only: in a suite the smoke set runs
+ * on every target, a variant that says nothing new about the second one.
+ */
+export function smokeOnX86Only(b: { arch: QemuArch }): { tags: string[] } {
+  return { tags: b.arch === "x86_64" ? [] : ["full"] };
+}
+
+/**
  * One describe per QEMU under test (`name [7.2, x86_64, tcg]`), each test getting that QEMU as
  * `qemu`.
  */

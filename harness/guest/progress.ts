@@ -101,14 +101,17 @@ async function timedRead(m: Machine): Promise<{ at: number; progress: GuestProgr
   return { at: (before + now()) / 2, progress };
 }
 
+/** A dirty-rate sample with the two status blocks it was taken from. */
+export interface GuestRateSample extends MeasuredDirtyRate {
+  first: GuestProgress;
+  last: GuestProgress;
+}
+
 /**
  * The dirty rate of the guest running on `m`: pages-written delta over `sampleMs` of host time.
  * The guest must have started (waitForGuestStart).
  */
-export async function measureGuestDirtyRate(
-  m: Machine,
-  sampleMs = 1000,
-): Promise<MeasuredDirtyRate> {
+export async function measureGuestDirtyRate(m: Machine, sampleMs = 1000): Promise<GuestRateSample> {
   if (!(sampleMs > 0)) throw new RangeError(`sampleMs must be positive, got ${sampleMs}`);
   const a = await timedRead(m);
   await new Promise((r) => setTimeout(r, sampleMs));
@@ -131,5 +134,7 @@ export async function measureGuestDirtyRate(
     mibPerSecond: bytesPerSecond / (1024 * 1024),
     sampleMs: b.at - a.at,
     scheduleRestarts: b.progress.scheduleRestarts - a.progress.scheduleRestarts,
+    first: a.progress,
+    last: b.progress,
   };
 }
