@@ -5,7 +5,8 @@
 
 import { existsSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { detectKvm, type KvmStatus } from "../qemu/accel.ts";
+import { detectKvm, type KvmStatus, kvmArchMismatch } from "../qemu/accel.ts";
+import { hostQemuArch, QEMU_ARCHES, type QemuArch } from "../qemu/arch.ts";
 import { probeQemuBinary } from "../qemu/binary.ts";
 import { Machine } from "../qemu/machine.ts";
 import { HOST_QEMU_COMMAND, installedMatrix, resolveQemuBinary } from "../qemu/matrix.ts";
@@ -49,6 +50,7 @@ export interface BinaryProbe {
   spec: string;
   path: string;
   version: string;
+  arch: QemuArch;
   accels: string[];
   kvm: string;
   exitWithParent: boolean;
@@ -92,14 +94,17 @@ async function probeBinary(spec: string, kvm: KvmStatus): Promise<BinaryProbe> {
     spec,
     path: info.path,
     version: info.version,
+    arch: info.arch,
     accels: info.accels,
     kvm: !info.accels.includes("kvm")
       ? "no (built without KVM)"
-      : kvm.hardware
-        ? `yes (${kvm.backend})`
-        : kvm.usable
-          ? `software only (${kvm.backend}): tcg is used by default`
-          : "no (/dev/kvm not usable)",
+      : kvmArchMismatch(info.arch, hostQemuArch())
+        ? `no (${kvmArchMismatch(info.arch, hostQemuArch())})`
+        : kvm.hardware
+          ? `yes (${kvm.backend})`
+          : kvm.usable
+            ? `software only (${kvm.backend}): tcg is used by default`
+            : "no (/dev/kvm not usable)",
     exitWithParent: info.exitWithParent,
   };
   let machine: Machine | undefined;
@@ -134,12 +139,16 @@ async function probeBinary(spec: string, kvm: KvmStatus): Promise<BinaryProbe> {
   return probe;
 }
 
-/** The host's QEMU plus every installed matrix binary, once each by path. */
+/** The host's QEMU plus every installed matrix binary of every target, once each by path. */
 async function defaultSpecs(): Promise<string[]> {
-  const matrix = await installedMatrix();
+  const matrix = await installedMatrix(process.env, QEMU_ARCHES);
   const specs: string[] = [];
   const paths = new Set<string>();
-  for (const spec of [HOST_QEMU_COMMAND, ...matrix.map((m) => m.name)]) {
+  // A matrix name means its x86_64 binary: the other targets' are given by path.
+  for (const spec of [
+    HOST_QEMU_COMMAND,
+    ...matrix.map((m) => (m.arch === "x86_64" ? m.name : m.path)),
+  ]) {
     const path = await resolveQemuBinary(spec).then(
       (r) => r.path,
       () => undefined,
@@ -180,6 +189,7 @@ function formatProbe(host: HostProbe, binaries: BinaryProbe[]): string {
       [
         head,
         row("version", (b) => b.version),
+        row("target", (b) => b.arch),
         row("path", (b) => b.path),
         row("accelerators", (b) => b.accels.join(", ")),
         row("KVM usable", (b) => b.kvm),
