@@ -14,6 +14,7 @@ import {
 } from "./arch.ts";
 import { formatUnavailable, selectBinaries } from "./binaries-under-test.ts";
 import { probeQemuBinary } from "./binary.ts";
+import { writeFakeQemu as writeFake } from "./fake-qemu.test-helpers.ts";
 import {
   findOnPath,
   installedMatrix,
@@ -45,38 +46,6 @@ describe("arch.ts", () => {
     expect(hostQemuArch()).toBe(hostQemuArch(process.arch));
   });
 });
-
-/**
- * A shell script that answers like QEMU: -version, -accel help, -help, and a QMP session on stdio
- * whose query-target reports `arch` (nothing at all when `arch` is undefined).
- */
-function fakeQemuScript(version: string, arch: string | undefined): string {
-  const target = arch === undefined ? "" : `{"return": {"arch": "${arch}"}}`;
-  return `#!/bin/sh
-case "$1" in
--version) echo 'QEMU emulator version ${version} (fake)' ;;
--accel) printf 'Accelerators supported in QEMU binary:\\ntcg\\nkvm\\n' ;;
--help) echo 'usage: fake' ;;
-*)
-  ${arch === undefined ? "echo 'fake: no QMP here' >&2; exit 1" : ""}
-  echo '{"QMP": {"version": {}, "capabilities": []}}'
-  while read -r line; do
-    case $line in
-    *query-target*) echo '${target}' ;;
-    *quit*) echo '{"return": {}}'; exit 0 ;;
-    *) echo '{"return": {}}' ;;
-    esac
-  done
-  ;;
-esac
-`;
-}
-
-async function writeFake(path: string, version: string, arch: string | undefined): Promise<void> {
-  await execa("mkdir", ["-p", dirname(path)]);
-  await writeFile(path, fakeQemuScript(version, arch));
-  await chmod(path, 0o755);
-}
 
 /** A scratch cache and a PATH with no QEMU on it, so resolution cannot find the real ones. */
 async function scratchEnv() {

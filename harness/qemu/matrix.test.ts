@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { dir } from "tmp-promise";
 import { describe, expect, test } from "vitest";
 import { QEMU_ARCHES, type QemuArch, qemuSystemCommand } from "./arch.ts";
+import { writeFakeQemu as writeFake } from "./fake-qemu.test-helpers.ts";
 import {
   archesFromEnv,
   binariesFromEnv,
@@ -29,36 +30,6 @@ const notInstalledReason = (name: MatrixName, arch: QemuArch) =>
   name === "7.2" && arch === "x86_64"
     ? "host qemu-system-x86_64 is not 7.2 or missing"
     : `not installed: run scripts/install-qemu-matrix ${name}`;
-
-/**
- * A shell script that answers like QEMU: -version, -accel help, -help, and a QMP session on stdio
- * whose query-target reports `arch`.
- */
-function fakeQemuScript(version: string, arch: string): string {
-  return `#!/bin/sh
-case "$1" in
--version) echo 'QEMU emulator version ${version} (fake)' ;;
--accel) printf 'Accelerators supported in QEMU binary:\ntcg\nkvm\n' ;;
--help) echo 'usage: fake' ;;
-*)
-  echo '{"QMP": {"version": {}, "capabilities": []}}'
-  while read -r line; do
-    case $line in
-    *query-target*) echo '{"return": {"arch": "${arch}"}}' ;;
-    *quit*) echo '{"return": {}}'; exit 0 ;;
-    *) echo '{"return": {}}' ;;
-    esac
-  done
-  ;;
-esac
-`;
-}
-
-async function writeFake(path: string, version: string, arch: string): Promise<void> {
-  await execa("mkdir", ["-p", dirname(path)]);
-  await writeFile(path, fakeQemuScript(version, arch));
-  await chmod(path, 0o755);
-}
 
 /** A scratch cache and a PATH with no QEMU on it, so resolution cannot find the real ones. */
 async function scratchEnv(): Promise<{

@@ -20,18 +20,19 @@ need_tool() {
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing${NEED_TOOL_WHY:+, needed $NEED_TOOL_WHY}." "fix: $fix"
 }
 
+# Every URI the host's apt sources name, one a line (one-line and deb822 formats).
+host_apt_uris() {
+  grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+    sed -E 's/\[[^]]*\]//' | awk '{print $2}'
+  grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed -E 's/^[[:space:]]*URIs://' |
+    tr ' ' '\n'
+}
+
 # The mirror the host's apt already uses for Debian (not debian-security), so downloads come from
 # the same place as everything else; deb.debian.org when none can be read.
 host_debian_mirror() {
   local uri
-  uri=$(
-    {
-      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-        sed -E 's/\[[^]]*\]//' | awk '{print $2}'
-      grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed -E 's/^[[:space:]]*URIs://' |
-        tr ' ' '\n'
-    } | grep -E '^https?://[^ ]+/debian/?$' | grep -v -- '-security' | head -n1
-  ) || true
+  uri=$(host_apt_uris | grep -E '^https?://[^ ]+/debian/?$' | grep -v -- '-security' | head -n1) || true
   printf '%s\n' "${uri%/}"
 }
 
@@ -39,14 +40,7 @@ host_debian_mirror() {
 # QEMU between point releases); deb.debian.org's when none can be read.
 host_debian_security_mirror() {
   local uri
-  uri=$(
-    {
-      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-        sed -E 's/\[[^]]*\]//' | awk '{print $2}'
-      grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed -E 's/^[[:space:]]*URIs://' |
-        tr ' ' '\n'
-    } | grep -E '^https?://[^ ]+/debian-security/?$' | head -n1
-  ) || true
+  uri=$(host_apt_uris | grep -E '^https?://[^ ]+/debian-security/?$' | head -n1) || true
   uri=${uri%/}
   printf '%s\n' "${uri:-http://deb.debian.org/debian-security}"
 }
