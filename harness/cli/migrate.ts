@@ -9,6 +9,7 @@ import { DEFAULT_DIRTY_RATE_MIBPS, dirtyRatePagesPerSecond } from "../guest/dirt
 import { CONVERGING_PARAMETERS } from "../migration/convergence.ts";
 import { MigrationPair, type MigrationResult, type PairOptions } from "../migration/pair.ts";
 import type { AccelRequest } from "../qemu/accel.ts";
+import { machineArch } from "../qemu/machine-arch.ts";
 import { commonMachineType } from "../qemu/machine-types.ts";
 import { resolveQemuBinary } from "../qemu/matrix.ts";
 import type { MigrationParameters } from "../qmp/qapi.ts";
@@ -210,9 +211,13 @@ export async function runMigrate(
   // cross-version pair gets the newest versioned type both offer (as the suites do).
   let machineType = settings.machineType;
   if (!machineType && source.path !== destination.path) {
-    machineType = await commonMachineType([source.path, destination.path], "pc-i440fx");
+    machineType = await commonMachineType(
+      [source.path, destination.path],
+      machineArch(source.arch).machineFamily,
+    );
+    const board = machineArch(source.arch).defaultMachineType;
     say(
-      `machine type: ${machineType} (the newest versioned type both QEMUs offer; "pc" means a different one on each; --machine-type overrides)`,
+      `machine type: ${machineType} (the newest versioned type both QEMUs offer; "${board}" means a different one on each; --machine-type overrides)`,
     );
   }
   for (const note of replacedDefaults(settings)) say(note);
