@@ -130,6 +130,17 @@ export function smokeOnX86Only(b: { arch: QemuArch }): { tags: string[] } {
 }
 
 /**
+ * Test options that keep a variant in the smoke set once: on the newest x86_64 binary under test.
+ * For variants whose family the smoke set already covers on every version.
+ */
+export function smokeOnce(b: BinaryUnderTest): { tags: string[] } {
+  const newest = inject("binaries")
+    .filter((x) => x.arch === "x86_64")
+    .sort((x, y) => y.version.localeCompare(x.version, undefined, { numeric: true }))[0];
+  return { tags: newest === undefined || newest.path === b.path ? [] : ["full"] };
+}
+
+/**
  * One describe per QEMU under test (`name [7.2, x86_64, tcg]`), each test getting that QEMU as
  * `qemu`.
  */

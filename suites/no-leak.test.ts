@@ -6,11 +6,10 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { describe, expect, inject } from "vitest";
+import { expect, inject } from "vitest";
 import { isAlive, sweepRunDir } from "../harness/qemu/process-registry.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 
-const binaries = inject("binaries");
 const repo = fileURLToPath(new URL("..", import.meta.url));
 
 interface Started {

@@ -6,7 +6,7 @@ import { expect } from "vitest";
 import { compareWithQmp } from "../harness/hmp/compare-qmp.ts";
 import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import { expectCompletedMigration, expectLegalEvents } from "./expect-migration.ts";
-import { forEachQemu, smokeOnX86Only, test, where } from "./migration-test.ts";
+import { forEachQemu, smokeOnce, test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 128;
 
@@ -16,7 +16,7 @@ forEachQemu(
     for (const transport of ["tcp", "unix"] as const) {
       test(
         `precopy over ${transport} completes and both sides agree ${where(b)}`,
-        transport === "tcp" ? {} : smokeOnX86Only(b),
+        transport === "tcp" ? {} : smokeOnce(b),
         async ({ scenario }) => {
           const { pair, result } = await scenario({
             memoryMiB: MEMORY_MIB,
@@ -30,7 +30,7 @@ forEachQemu(
 
     test(
       `non-live precopy (source stopped first) completes and the guest resumes on the destination ${where(b)}`,
-      smokeOnX86Only(b),
+      smokeOnce(b),
       async ({ scenario }) => {
         const { pair, result } = await scenario({ memoryMiB: MEMORY_MIB, live: false });
         expectCompletedMigration(pair, result, MEMORY_MIB);
@@ -45,7 +45,7 @@ forEachQemu(
 
     test(
       `migration to a port nobody listens on fails and the source keeps running ${where(b)}`,
-      smokeOnX86Only(b),
+      smokeOnce(b),
       async ({ scenario }) => {
         const { pair, result } = await scenario({
           memoryMiB: MEMORY_MIB,
@@ -71,7 +71,7 @@ forEachQemu(
 
     test(
       `a transport the configuration cannot use is refused with QEMU's QMP error ${where(b)}`,
-      smokeOnX86Only(b),
+      smokeOnce(b),
       async ({ scenario }) => {
         // mapped-ram writes pages at fixed file offsets: a socket cannot carry it, and the
         // destination says so when told to listen. A QEMU without mapped-ram skips with that reason.

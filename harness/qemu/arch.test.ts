@@ -1,5 +1,4 @@
-import { chmod, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { execa } from "execa";
 import { dir } from "tmp-promise";
 import { describe, expect, test } from "vitest";
