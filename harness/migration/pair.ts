@@ -246,15 +246,21 @@ export class MigrationPair extends PairCore {
       const rewritten = this.options.outgoingUri
         ? await this.options.outgoingUri(uris.outgoing)
         : uris.outgoing;
-      const outgoing = uris.incoming ? await this.throughProxy(rewritten) : rewritten;
-      if (outgoing !== uris.outgoing) {
-        this.timeline.record(
-          "harness",
-          "note",
-          `the source is given ${outgoing}, not ${uris.outgoing}`,
-        );
-      }
+      // The proxy listens on an ephemeral port only once the destination has bound its own: the
+      // port probed for the destination is free again until then, and the kernel may hand it out.
+      const proxied = async () => {
+        const outgoing = uris.incoming ? await this.throughProxy(rewritten) : rewritten;
+        if (outgoing !== uris.outgoing) {
+          this.timeline.record(
+            "harness",
+            "note",
+            `the source is given ${outgoing}, not ${uris.outgoing}`,
+          );
+        }
+        return outgoing;
+      };
       if (!uris.incoming) {
+        const outgoing = await proxied();
         this.timeline.record(
           "harness",
           "note",
@@ -268,6 +274,7 @@ export class MigrationPair extends PairCore {
         ...(options.exitOnError === undefined ? {} : { "exit-on-error": options.exitOnError }),
       };
       if (uris.incomingAfterOutgoing) {
+        const outgoing = await proxied();
         // The destination reads what the source writes: it is told once the source completed.
         this.deferredIncoming = args;
         this.incomingReady = uris.incomingReady;
@@ -282,8 +289,6 @@ export class MigrationPair extends PairCore {
       }
       try {
         await this.execute("destination", "migrate-incoming", args);
-        this.uri = outgoing;
-        return outgoing;
       } catch (error) {
         // A free port can be taken between the probe and QEMU's bind: pick another.
         if (attempt < attempts && /in use/i.test(String((error as Error).message))) continue;
@@ -293,6 +298,9 @@ export class MigrationPair extends PairCore {
           error,
         );
       }
+      const outgoing = await proxied();
+      this.uri = outgoing;
+      return outgoing;
     }
   }
 
