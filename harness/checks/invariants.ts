@@ -218,6 +218,11 @@ export function seriesProblems(replies: readonly TimedReply[]): string[] {
     if (!p) continue;
     const a = p.data;
     const b = r.data;
+    // A finished migration's figures are frozen: a reply after it with another total-time is a
+    // new migration whose setup was never seen (a reversed pair's second hop, say).
+    const ended = (s: string | undefined) =>
+      s === "completed" || s === "failed" || s === "cancelled";
+    if (ended(a.status) && a["total-time"] !== b["total-time"]) continue;
     const wall = r.t - p.t;
     const running = (s: string | undefined) => s === "active" || s === "postcopy-active";
     if (running(a.status) && running(b.status)) {
