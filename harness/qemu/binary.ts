@@ -3,6 +3,7 @@
 // options); QMP-level features come from the schema of a running instance.
 
 import { execa } from "execa";
+import { PromiseCache } from "../util/promise-cache.ts";
 import type { QemuArch } from "./arch.ts";
 import { QemuResolveError, resolveQemuBinary } from "./matrix.ts";
 
@@ -27,7 +28,7 @@ export interface QemuBinaryInfo {
 export const QemuBinaryError = QemuResolveError;
 
 const PROBE_TIMEOUT_MS = 15_000;
-const cache = new Map<string, Promise<QemuBinaryInfo>>();
+const cache = new PromiseCache<string, QemuBinaryInfo>();
 
 /**
  * Probe a binary (matrix name, path or command name) once per spec and `arch`: its version and
@@ -36,15 +37,8 @@ const cache = new Map<string, Promise<QemuBinaryInfo>>();
  * given `arch` must match it (see resolveQemuBinary).
  */
 export function probeQemuBinary(spec: string, arch?: QemuArch): Promise<QemuBinaryInfo> {
-  const key = `${arch ?? ""}\0${spec}`;
-  let probe = cache.get(key);
-  if (!probe) {
-    probe = runProbe(spec, arch);
-    cache.set(key, probe);
-    // A failed probe is not cached: the user may fix the binary and retry in the same process.
-    probe.catch(() => cache.delete(key));
-  }
-  return probe;
+  // A failed probe is not kept: the user may fix the binary and retry in the same process.
+  return cache.get(`${arch ?? ""}\0${spec}`, () => runProbe(spec, arch));
 }
 
 async function run(path: string, args: string[]): Promise<string> {

@@ -2,6 +2,7 @@
 // the newest versioned one of a family (pc-i440fx-X.Y, pc-q35-X.Y, virt-X.Y), as QEMU's own
 // cross-version migration tests resolve it.
 
+import { PromiseCache } from "../util/promise-cache.ts";
 import { Machine } from "./machine.ts";
 
 export type MachineFamily = "pc-i440fx" | "pc-q35" | "virt";
@@ -12,7 +13,7 @@ interface MachineInfo {
 }
 
 // query-machines needs a running QEMU: ask each binary once per process.
-const cache = new Map<string, Promise<MachineInfo[]>>();
+const cache = new PromiseCache<string, MachineInfo[]>();
 
 /** Versioned types of a family that a binary offers, e.g. ["pc-i440fx-7.2", ...]. */
 async function versionedMachineTypes(
@@ -20,12 +21,7 @@ async function versionedMachineTypes(
   family: MachineFamily,
   parentDir?: string,
 ): Promise<string[]> {
-  let machines = cache.get(binary);
-  if (!machines) {
-    machines = queryMachines(binary, parentDir);
-    cache.set(binary, machines);
-    machines.catch(() => cache.delete(binary));
-  }
+  const machines = cache.get(binary, () => queryMachines(binary, parentDir));
   const re = new RegExp(`^${family}-(\\d+)\\.(\\d+)$`);
   return (await machines).map((x) => x.name).filter((n) => re.test(n));
 }

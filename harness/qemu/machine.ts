@@ -13,6 +13,7 @@ import { QMPConnectError } from "../qmp/errors.ts";
 import type { StatusInfo } from "../qmp/qapi.ts";
 import { QmpSchema } from "../qmp/schema.ts";
 import { runParentDir, sharedMemoryDir } from "../util/paths.ts";
+import { PromiseCache } from "../util/promise-cache.ts";
 import { hex, indent, quoteCommandLine } from "../util/text.ts";
 import { MiB } from "../util/units.ts";
 import { type AccelChoice, type AccelRequest, chooseAccel, detectKvm } from "./accel.ts";
@@ -29,7 +30,7 @@ import {
 } from "./process-registry.ts";
 
 // query-qmp-schema is hundreds of KiB: read once per binary, not per machine.
-const schemaCache = new Map<string, Promise<QmpSchema>>();
+const schemaCache = new PromiseCache<string, QmpSchema>();
 
 export interface MachineOptions {
   /** "source", "destination", ...: in every message and in the temp dir's name. */
@@ -189,13 +190,9 @@ export class Machine {
 
   /** This binary's own QAPI schema, read once per binary path and cached. */
   schema(): Promise<QmpSchema> {
-    let schema = schemaCache.get(this.binary.path);
-    if (!schema) {
-      schema = this.qmp.execute<unknown>("query-qmp-schema").then((r) => QmpSchema.fromReply(r));
-      schemaCache.set(this.binary.path, schema);
-      schema.catch(() => schemaCache.delete(this.binary.path));
-    }
-    return schema;
+    return schemaCache.get(this.binary.path, () =>
+      this.qmp.execute<unknown>("query-qmp-schema").then((r) => QmpSchema.fromReply(r)),
+    );
   }
 
   /**

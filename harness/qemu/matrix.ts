@@ -10,6 +10,7 @@ import { access, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { execa } from "execa";
+import { PromiseCache } from "../util/promise-cache.ts";
 import {
   isQemuArch,
   QEMU_ARCHES,
@@ -165,20 +166,14 @@ function majorMinor(version: string): string {
 }
 
 /** query-target's `arch` per binary path, asked once (a failed probe is not kept). */
-const targetCache = new Map<string, Promise<string>>();
+const targetCache = new PromiseCache<string, string>();
 
 /**
  * The target a binary emulates, in QEMU's words: `query-target` over a QMP session on stdio of a
  * machine-less instance (`-machine none`). Cached per path, like binary.ts caches its probe.
  */
 export function queryTargetArch(path: string, spec: string = path): Promise<string> {
-  let probe = targetCache.get(path);
-  if (!probe) {
-    probe = runQueryTarget(path, spec);
-    targetCache.set(path, probe);
-    probe.catch(() => targetCache.delete(path));
-  }
-  return probe;
+  return targetCache.get(path, () => runQueryTarget(path, spec));
 }
 
 async function runQueryTarget(path: string, spec: string): Promise<string> {
