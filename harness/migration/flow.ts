@@ -46,9 +46,9 @@ export async function finishCompleted(
   const durationMs = Date.now() - started;
   pair.phase = "verify";
   // A destination that exited as declared (it refused what came last) has no VM to wait for.
-  const destinationVm = pair.destination.isRunning()
-    ? await pair.waitForVm("destination", (s) => s.running, "running")
-    : undefined;
+  const destinationVm = pair.goneAsDeclared("destination")
+    ? undefined
+    : await pair.waitForVm("destination", (s) => s.running, "running");
   // 7.2 reports completed a moment before its VM leaves finish-migrate for postmigrate.
   if (pair.source.isRunning()) {
     await pair.waitForVm(

@@ -273,7 +273,8 @@ export abstract class PairCore {
     });
   }
 
-  protected goneAsDeclared(side: Side): boolean {
+  /** `side` has exited, and the test declared that it would. */
+  goneAsDeclared(side: Side): boolean {
     return !this.machine(side).isRunning() && this.expectedExits[side] !== undefined;
   }
 

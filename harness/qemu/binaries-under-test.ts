@@ -12,7 +12,7 @@ import { probeQemuBinary, shortVersion } from "./binary.ts";
 import {
   binariesFromEnv,
   installedMatrix,
-  MATRIX_NAMES,
+  isMatrixName,
   QemuResolveError,
   type ResolvedQemu,
   resolveQemuBinary,
@@ -66,10 +66,6 @@ function accelRequestFromEnv(env: NodeJS.ProcessEnv = process.env): AccelRequest
   return a;
 }
 
-function isMatrixSpec(spec: string): boolean {
-  return (MATRIX_NAMES as readonly string[]).includes(spec);
-}
-
 interface Slot {
   spec: string;
   specIndex: number;
@@ -101,7 +97,7 @@ export async function selectBinaries(
   const errors: string[] = [];
   await Promise.all(
     specs.map(async (spec, specIndex) => {
-      if (isMatrixSpec(spec)) {
+      if (isMatrixName(spec)) {
         // Nothing installed and no QEMU_MIGTEST_ARCHES: try x86_64, so a named spec says why.
         const targets = arches.length > 0 ? arches : (["x86_64"] as const);
         const mine = await Promise.all(

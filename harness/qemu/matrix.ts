@@ -53,7 +53,7 @@ const VERSION_TIMEOUT_MS = 15_000;
 const ARCH_TIMEOUT_MS = 15_000;
 const INSTALL_HINT = "scripts/install-qemu-matrix";
 
-function isMatrixName(spec: string): spec is MatrixName {
+export function isMatrixName(spec: string): spec is MatrixName {
   return (MATRIX_NAMES as readonly string[]).includes(spec);
 }
 
