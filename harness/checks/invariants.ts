@@ -5,10 +5,41 @@
 // fixture runs them on every recorded query-migrate reply of every pair.
 
 import type { Side, Timeline } from "../migration/timeline.ts";
-import type { MigrationInfo } from "../qmp/qapi.ts";
+import type { MigrationInfo, MigrationStats } from "../qmp/qapi.ts";
 
 /** Statuses in which the first dirty-bitmap sync (ram_save_setup) has happened. */
 const SYNCED = ["active", "device", "pre-switchover", "completed", "postcopy-active"];
+
+/** Statuses in which the migration thread moves the counters while query-migrate reads them. */
+const RUNNING = ["active", "device", "postcopy-active"];
+
+/**
+ * At most MAX_IOV_SIZE (64) queued pages and IO_BUF_SIZE (32768) bytes sit in a QEMUFile
+ * (qemu-file.c). Seen: 127030 bytes short while active on 10.0 and 11.1. After a precopy
+ * completed everything is flushed; after a postcopy recovery what sat in the broken channel's
+ * buffer was counted but never sent (measured 104395 bytes short at completion on 11.1).
+ */
+function queuedBytes(status: string | undefined, ram: MigrationStats): number {
+  const flushed = status === "completed" && (ram["postcopy-bytes"] ?? 0) === 0;
+  return flushed ? 0 : 64 * ram["page-size"] + 32768;
+}
+
+/** `transferred` (read at one moment) against the byte counters of `counted` (read no later). */
+function transferredShortfall(
+  transferred: number,
+  status: string | undefined,
+  ram: MigrationStats,
+  counted: MigrationStats,
+): string | undefined {
+  const parts =
+    (counted["precopy-bytes"] ?? 0) +
+    (counted["downtime-bytes"] ?? 0) +
+    (counted["postcopy-bytes"] ?? 0);
+  const buffered = queuedBytes(status, ram);
+  return transferred + buffered < parts
+    ? `ram.transferred ${transferred} is less than precopy + downtime + postcopy bytes ${parts}${buffered ? ` by more than the ${buffered} bytes a QEMUFile buffers` : ""}`
+    : undefined;
+}
 
 /** One rule over one reply: a problem text, or undefined when the reply keeps it. */
 export interface ReplyRule {
@@ -48,21 +79,14 @@ export const REPLY_RULES: readonly ReplyRule[] = [
   {
     // ram_transferred_add() adds every main-channel RAM byte to precopy-, downtime- or
     // postcopy-bytes when it is queued; the transferred total (10.x on: the QEMUFile's bytes
-    // as flushed, plus multifd's) lags by what sits in the QEMUFile's buffer: at most
-    // MAX_IOV_SIZE (64) queued pages and IO_BUF_SIZE (32768) bytes (qemu-file.c). Seen: 127030
-    // bytes short while active on 10.0 and 11.1. Once a precopy completed everything is flushed.
+    // as flushed, plus multifd's) lags by what sits in the QEMUFile's buffer (queuedBytes).
+    // Judged here only where the counters no longer move; a running migration's replies are
+    // judged against the previous reply in seriesProblems (populate_ram_info reads transferred
+    // first and the byte counters after, unlocked, so one reply is not a snapshot).
     name: "transferred >= precopy + downtime + postcopy bytes",
     check: ({ status, ram }) => {
-      if (!ram) return undefined;
-      const parts =
-        (ram["precopy-bytes"] ?? 0) + (ram["downtime-bytes"] ?? 0) + (ram["postcopy-bytes"] ?? 0);
-      // After a postcopy recovery, what sat in the broken channel's buffer was counted but
-      // never sent (measured 104395 bytes short at completion on 11.1 after a cut).
-      const flushed = status === "completed" && (ram["postcopy-bytes"] ?? 0) === 0;
-      const buffered = flushed ? 0 : 64 * ram["page-size"] + 32768;
-      return ram.transferred + buffered < parts
-        ? `ram.transferred ${ram.transferred} is less than precopy + downtime + postcopy bytes ${parts}${buffered ? ` by more than the ${buffered} bytes a QEMUFile buffers` : ""}`
-        : undefined;
+      if (!ram || RUNNING.includes(status ?? "")) return undefined;
+      return transferredShortfall(ram.transferred, status, ram, ram);
     },
   },
   {
@@ -202,7 +226,8 @@ const CLOCK_SLACK_RATIO = 0.25;
 /**
  * Rules over a side's consecutive replies within one migration attempt (a `setup` starts the
  * next): total-time runs with the wall clock (now - start_time while the migration runs), and
- * setup-time, once set (it reads 0 for a moment after the status turns active), never changes.
+ * setup-time, once set (it reads 0 for a moment after the status turns active), never changes;
+ * transferred keeps up with what the previous reply counted.
  */
 export function seriesProblems(replies: readonly TimedReply[]): string[] {
   const out: string[] = [];
@@ -237,6 +262,12 @@ export function seriesProblems(replies: readonly TimedReply[]): string[] {
           );
         }
       }
+    }
+    // transferred, read at the start of this reply, is no earlier than the previous reply's
+    // byte counters: what that reply counted must be sent by now, less one buffer.
+    if (b.ram && a.ram && RUNNING.includes(b.status ?? "")) {
+      const short = transferredShortfall(b.ram.transferred, b.status, b.ram, a.ram);
+      if (short) out.push(`transferred at t=${r.t} against the counters at t=${p.t}: ${short}`);
     }
     const sa = a["setup-time"];
     const sb = b["setup-time"];
