@@ -31,7 +31,6 @@ import { forEachQemu, test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 128;
 const DEVICE_ID = "vfio0";
-const binaries = inject("binaries");
 
 /** The host part of the probe, once per file; a malformed configuration is a reason too. */
 const host = (() => {
