@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { execa } from "execa";
-import { du, isAlive, sweepDeadOwners } from "../harness/qemu/process-registry.ts";
+import { du, isAlive, ownedDirs, sweepDeadOwners } from "../harness/qemu/process-registry.ts";
 import { sharedMemoryDir } from "../harness/util/paths.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
@@ -81,28 +81,9 @@ function qemuOf(dirs: string[]): number[] {
 
 /** Dirs in /dev/shm (and its qmt-* roots) whose owner file names `pid`. */
 function dirsOwnedBy(pid: number): string[] {
-  const out: string[] = [];
-  const visit = (dir: string, depth: number) => {
-    let entries: import("node:fs").Dirent[];
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (!e.isDirectory()) continue;
-      const p = join(dir, e.name);
-      try {
-        if (readFileSync(join(p, ".qmt-owner"), "utf8").split(" ")[0]?.trim() === String(pid)) {
-          out.push(p);
-        }
-      } catch {
-        if (depth === 0 && e.name.startsWith("qmt-")) visit(p, 1);
-      }
-    }
-  };
-  visit(sharedMemoryDir(), 0);
-  return out;
+  return ownedDirs(sharedMemoryDir())
+    .filter((d) => d.ownerPid === pid)
+    .map((d) => d.dir);
 }
 
 function leftovers(pid: number, reported: string[]): Leftovers {

@@ -125,13 +125,19 @@ export interface DeadOwnerSweep {
   removed: { dir: string; bytes: number; killed: number[] }[];
 }
 
+/** A dir marked by an owner file: the PID that wrote it (and its start time). */
+export interface OwnedDir {
+  dir: string;
+  ownerPid: number;
+  ownerText: string;
+}
+
 /**
- * Dirs under `parent` (and one level down, inside a run root) whose owner file names a process
- * that is gone: each QEMU still alive by its PID file is killed, and the dir removed. Empty
- * `qmt-*` run roots older than a minute go too (the vitest root of a killed run).
+ * Every owned dir under `parent` and one level down inside its `qmt-*` run roots; each run
+ * root without an owner file is passed to `onRoot` after its contents were walked.
  */
-export function sweepDeadOwners(parent: string): DeadOwnerSweep {
-  const report: DeadOwnerSweep = { removed: [] };
+export function ownedDirs(parent: string, onRoot?: (root: string) => void): OwnedDir[] {
+  const out: OwnedDir[] = [];
   const visit = (dir: string, depth: number) => {
     let entries: import("node:fs").Dirent[];
     try {
@@ -142,31 +148,49 @@ export function sweepDeadOwners(parent: string): DeadOwnerSweep {
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const p = join(dir, e.name);
-      let owner: string | undefined;
+      let ownerText: string | undefined;
       try {
-        owner = readFileSync(join(p, OWNER_FILE), "utf8");
+        ownerText = readFileSync(join(p, OWNER_FILE), "utf8");
       } catch {
-        owner = undefined;
+        ownerText = undefined;
       }
-      if (owner !== undefined) {
-        if (ownerAlive(owner)) continue;
-        const bytes = du(p);
-        const killed = sweepRunDir(p).killed.map((k) => k.pid);
-        report.removed.push({ dir: p, bytes, killed });
+      if (ownerText !== undefined) {
+        out.push({ dir: p, ownerPid: Number(ownerText.trim().split(" ")[0]), ownerText });
       } else if (depth === 0 && e.name.startsWith("qmt-")) {
         visit(p, 1);
-        try {
-          if (readdirSync(p).length === 0 && Date.now() - statSync(p).mtimeMs > 60_000) {
-            rmSync(p, { recursive: true, force: true });
-            report.removed.push({ dir: p, bytes: 0, killed: [] });
-          }
-        } catch {
-          // raced with its owner
-        }
+        onRoot?.(p);
       }
     }
   };
   visit(parent, 0);
+  return out;
+}
+
+/**
+ * Dirs under `parent` (and one level down, inside a run root) whose owner file names a process
+ * that is gone: each QEMU still alive by its PID file is killed, and the dir removed. Empty
+ * `qmt-*` run roots older than a minute go too (the vitest root of a killed run).
+ */
+export function sweepDeadOwners(parent: string): DeadOwnerSweep {
+  const report: DeadOwnerSweep = { removed: [] };
+  const dead = (d: OwnedDir) => !ownerAlive(d.ownerText);
+  const sweep = (d: OwnedDir) => {
+    const bytes = du(d.dir);
+    const killed = sweepRunDir(d.dir).killed.map((k) => k.pid);
+    report.removed.push({ dir: d.dir, bytes, killed });
+  };
+  const roots: string[] = [];
+  for (const d of ownedDirs(parent, (root) => roots.push(root))) if (dead(d)) sweep(d);
+  for (const root of roots) {
+    try {
+      if (readdirSync(root).length === 0 && Date.now() - statSync(root).mtimeMs > 60_000) {
+        rmSync(root, { recursive: true, force: true });
+        report.removed.push({ dir: root, bytes: 0, killed: [] });
+      }
+    } catch {
+      // raced with its owner
+    }
+  }
   return report;
 }
 
