@@ -76,6 +76,93 @@ interface Slot {
   unavailable?: string;
 }
 
+/** What the run was asked for, read once from the environment and the installed matrix. */
+interface Request {
+  env: NodeJS.ProcessEnv;
+  installed: ResolvedQemu[];
+  arches: QemuArch[];
+  /** Whether `arches` came from QEMU_MIGTEST_ARCHES. */
+  explicit: boolean;
+  accelRequest: AccelRequest;
+}
+
+/** A matrix name: one slot per selected target, each resolved or saying why not. */
+async function matrixSlots(req: Request, spec: string, specIndex: number): Promise<Slot[]> {
+  // Nothing installed and no QEMU_MIGTEST_ARCHES: try x86_64, so a named spec says why.
+  const targets = req.arches.length > 0 ? req.arches : (["x86_64"] as const);
+  const slots = await Promise.all(
+    targets.map(async (arch): Promise<Slot> => {
+      const slot: Slot = { spec, specIndex, arch, required: req.explicit };
+      try {
+        slot.resolved =
+          req.installed.find((q) => q.name === spec && q.arch === arch) ??
+          (await resolveQemuBinary(spec, req.env, arch));
+      } catch (e) {
+        if (!(e instanceof QemuResolveError)) throw e;
+        slot.unavailable = e.message;
+      }
+      return slot;
+    }),
+  );
+  // Named in QEMU_MIGTEST_BINARIES and found on no target: that is an error, not a gap.
+  const named = Boolean(req.env.QEMU_MIGTEST_BINARIES?.trim());
+  if (named && slots.every((s) => s.unavailable !== undefined)) {
+    for (const s of slots) s.required = true;
+  }
+  return slots;
+}
+
+/** A path or command: one slot, on the target it reports, unless QEMU_MIGTEST_ARCHES excludes it. */
+async function pathSlot(req: Request, spec: string, specIndex: number): Promise<Slot> {
+  const resolved = await resolveQemuBinary(spec, req.env);
+  if (req.explicit && !req.arches.includes(resolved.arch)) {
+    const archesText = `QEMU_MIGTEST_ARCHES=${req.env.QEMU_MIGTEST_ARCHES ?? ""}`;
+    return {
+      spec,
+      specIndex,
+      arch: resolved.arch,
+      required: false,
+      unavailable: `${resolved.path} emulates ${resolved.arch}, which ${archesText} leaves out`,
+    };
+  }
+  return { spec, specIndex, arch: resolved.arch, required: true, resolved };
+}
+
+/** The slot's binary with its accelerator, or why the forced accelerator cannot cover it. */
+async function underTest(
+  req: Request,
+  s: Slot & { resolved: ResolvedQemu },
+  kvm: ReturnType<typeof detectKvm>,
+  host: ReturnType<typeof hostQemuArch>,
+): Promise<BinaryUnderTest | UnavailableBinary> {
+  const mismatch = kvmArchMismatch(s.arch, host);
+  if (req.accelRequest === "kvm" && mismatch && !s.required) {
+    return {
+      spec: s.spec,
+      arch: s.arch,
+      reason: `QEMU_MIGTEST_ACCEL=kvm, but ${mismatch}; QEMU_MIGTEST_ACCEL=tcg (or auto) covers it`,
+    };
+  }
+  const info = await probeQemuBinary(s.resolved.path);
+  let choice: ReturnType<typeof chooseAccel>;
+  try {
+    choice = chooseAccel(req.accelRequest, kvm, info.accels, info.arch, host);
+  } catch (e) {
+    if (e instanceof AccelError) throw new AccelError(`QEMU ${s.spec} (${s.arch}): ${e.message}`);
+    throw e;
+  }
+  return {
+    spec: s.spec,
+    path: info.path,
+    version: info.version,
+    arch: info.arch,
+    label: shortVersion(info),
+    accelRequest: req.accelRequest,
+    accel: choice.accel,
+    accelReason: choice.reason,
+  };
+}
+
 /**
  * The run's binaries (one per spec x target) and what it does not cover. Errors
  * (QemuResolveError, AccelError) where the user named something that cannot run: a target in
@@ -89,55 +176,26 @@ export async function selectBinaries(
   const installed = await installedMatrix(env, QEMU_ARCHES);
   const specs = await binariesFromEnv(env, installed);
   const { arches, explicit } = await selectedArches(env, installed);
-  const accelRequest = accelRequestFromEnv(env);
-  const namedSpecs = env.QEMU_MIGTEST_BINARIES?.trim() ? new Set(specs) : new Set<string>();
-  const archesText = `QEMU_MIGTEST_ARCHES=${env.QEMU_MIGTEST_ARCHES ?? ""}`;
+  const req: Request = {
+    env,
+    installed,
+    arches,
+    explicit,
+    accelRequest: accelRequestFromEnv(env),
+  };
 
-  const slots: Slot[] = [];
-  const errors: string[] = [];
-  await Promise.all(
-    specs.map(async (spec, specIndex) => {
-      if (isMatrixName(spec)) {
-        // Nothing installed and no QEMU_MIGTEST_ARCHES: try x86_64, so a named spec says why.
-        const targets = arches.length > 0 ? arches : (["x86_64"] as const);
-        const mine = await Promise.all(
-          targets.map(async (arch): Promise<Slot> => {
-            const slot: Slot = { spec, specIndex, arch, required: explicit };
-            try {
-              slot.resolved =
-                installed.find((q) => q.name === spec && q.arch === arch) ??
-                (await resolveQemuBinary(spec, env, arch));
-            } catch (e) {
-              if (!(e instanceof QemuResolveError)) throw e;
-              slot.unavailable = e.message;
-            }
-            return slot;
-          }),
-        );
-        if (mine.every((s) => s.unavailable !== undefined) && namedSpecs.has(spec)) {
-          for (const s of mine) s.required = true;
-        }
-        slots.push(...mine);
-        return;
-      }
-      const resolved = await resolveQemuBinary(spec, env);
-      const slot: Slot = { spec, specIndex, arch: resolved.arch, required: true, resolved };
-      if (explicit && !arches.includes(resolved.arch)) {
-        slot.required = false;
-        slot.unavailable = `${resolved.path} emulates ${resolved.arch}, which ${archesText} leaves out`;
-        slot.resolved = undefined;
-      }
-      slots.push(slot);
-    }),
+  const perSpec = await Promise.all(
+    specs.map(async (spec, i) =>
+      isMatrixName(spec) ? matrixSlots(req, spec, i) : [await pathSlot(req, spec, i)],
+    ),
   );
-
   const archOrder = (a: QemuArch) => QEMU_ARCHES.indexOf(a);
-  slots.sort((a, b) => archOrder(a.arch) - archOrder(b.arch) || a.specIndex - b.specIndex);
-  for (const s of slots) {
-    if (s.unavailable !== undefined && s.required) errors.push(s.unavailable);
-  }
+  const slots = perSpec
+    .flat()
+    .sort((a, b) => archOrder(a.arch) - archOrder(b.arch) || a.specIndex - b.specIndex);
+  const errors = slots.filter((s) => s.unavailable !== undefined && s.required);
   if (errors.length > 0) {
-    throw new QemuResolveError(errors.join("\n"), specs.join(","));
+    throw new QemuResolveError(errors.map((s) => s.unavailable).join("\n"), specs.join(","));
   }
 
   const kvm = detectKvm();
@@ -145,37 +203,12 @@ export async function selectBinaries(
   const binaries: BinaryUnderTest[] = [];
   const unavailable: UnavailableBinary[] = [];
   for (const s of slots) {
-    if (!s.resolved) {
-      unavailable.push({ spec: s.spec, arch: s.arch, reason: s.unavailable ?? "not resolved" });
-      continue;
-    }
-    const mismatch = kvmArchMismatch(s.arch, host);
-    if (accelRequest === "kvm" && mismatch && !s.required) {
-      unavailable.push({
-        spec: s.spec,
-        arch: s.arch,
-        reason: `QEMU_MIGTEST_ACCEL=kvm, but ${mismatch}; QEMU_MIGTEST_ACCEL=tcg (or auto) covers it`,
-      });
-      continue;
-    }
-    const info = await probeQemuBinary(s.resolved.path);
-    let choice: ReturnType<typeof chooseAccel>;
-    try {
-      choice = chooseAccel(accelRequest, kvm, info.accels, info.arch, host);
-    } catch (e) {
-      if (e instanceof AccelError) throw new AccelError(`QEMU ${s.spec} (${s.arch}): ${e.message}`);
-      throw e;
-    }
-    binaries.push({
-      spec: s.spec,
-      path: info.path,
-      version: info.version,
-      arch: info.arch,
-      label: shortVersion(info),
-      accelRequest,
-      accel: choice.accel,
-      accelReason: choice.reason,
-    });
+    const { resolved } = s;
+    const got = resolved
+      ? await underTest(req, { ...s, resolved }, kvm, host)
+      : { spec: s.spec, arch: s.arch, reason: s.unavailable ?? "not resolved" };
+    if ("reason" in got) unavailable.push(got);
+    else binaries.push(got);
   }
   return { binaries, unavailable, arches, archesExplicit: explicit };
 }

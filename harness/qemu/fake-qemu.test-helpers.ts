@@ -1,8 +1,10 @@
 // Test helper: a shell script that answers like QEMU, for resolution and probe tests.
 
 import { chmod, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
+import { dir } from "tmp-promise";
+import { expect } from "vitest";
 
 /**
  * A shell script that answers like QEMU: -version, -accel help, -help, and a QMP session on stdio
@@ -38,4 +40,27 @@ export async function writeFakeQemu(
   await execa("mkdir", ["-p", dirname(path)]);
   await writeFile(path, fakeQemuScript(version, arch));
   await chmod(path, 0o755);
+}
+
+/** An empty HOME, cache and PATH, TCG forced: what a resolution test starts from. */
+export async function scratchEnv() {
+  const d = await dir({ unsafeCleanup: true, prefix: "qa-test-" });
+  await execa("mkdir", ["-p", join(d.path, "bin")]);
+  const env: NodeJS.ProcessEnv = {
+    HOME: d.path,
+    QEMU_MIGTEST_CACHE: join(d.path, "cache"),
+    PATH: join(d.path, "bin"),
+    QEMU_MIGTEST_ACCEL: "tcg",
+  };
+  return { env, root: d.path, done: d.cleanup };
+}
+
+/** The error `p` rejects with (failing the test when it resolves). */
+export async function errorOf(p: Promise<unknown>): Promise<Error> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(Error);
+  return e as Error;
 }
