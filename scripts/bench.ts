@@ -6,7 +6,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { integer, parseFlags, UsageError } from "../harness/cli/args.ts";
-import { BOOTBLOCK_LAYOUT, parseBootblockSerial } from "../harness/guest/bootblock.ts";
+import {
+  type BootblockArch,
+  bootblockArch,
+  parseBootblockSerial,
+} from "../harness/guest/bootblock.ts";
 import { DEFAULT_RATE_TOLERANCE } from "../harness/guest/dirty-rate.ts";
 import { measureDirtyRate, prepareGuest, waitForGuestPasses } from "../harness/guest/guest.ts";
 import {
@@ -17,7 +21,8 @@ import {
   readBootblockStatus,
 } from "../harness/guest/ram-check.ts";
 import { MigrationPair } from "../harness/migration/pair.ts";
-import { detectKvm } from "../harness/qemu/accel.ts";
+import { detectKvm, kvmArchMismatch } from "../harness/qemu/accel.ts";
+import { hostQemuArch, type QemuArch } from "../harness/qemu/arch.ts";
 import {
   type BinaryUnderTest,
   selectBinariesUnderTest,
@@ -75,7 +80,7 @@ interface RamCheckFigure {
 }
 
 interface ComboResult {
-  qemu: { label: string; version: string; path: string };
+  qemu: { label: string; version: string; path: string; arch: QemuArch };
   accel: string;
   boot: { boot: "bios" | "disk"; qmp: Stat; start: Stat; firstPass: Stat }[];
   /** Per asked rate (MiB/s, 0 = unpaced): what the guest dirtied, and its TSC calibration. */
@@ -136,7 +141,12 @@ async function bootOnce(
   const dir = tempDir("bench-boot-");
   try {
     // Unpaced: "first pass" is then how soon the guest has dirtied its whole range.
-    const guest = await prepareGuest({ kind: "bootblock", boot, dirtyRateMiBps: 0 }, 128, dir);
+    const guest = await prepareGuest(
+      { kind: "bootblock", boot, dirtyRateMiBps: 0 },
+      128,
+      dir,
+      b.arch,
+    );
     const t0 = now();
     const m = await Machine.launch({
       name: `boot-${boot}`,
@@ -170,21 +180,33 @@ async function bootOnce(
 
 interface CheckContext {
   machine: Machine;
+  /** Where the target's RAM, status block and range sit (guest-physical). */
+  layout: BootblockArch;
+  /** The range's end, guest-physical; every read starts at the first byte of RAM. */
   rangeEnd: number;
 }
 
+function checkContext(machine: Machine, sizeMiB: number): CheckContext {
+  const layout = bootblockArch(machine.arch);
+  return { machine, layout, rangeEnd: layout.ramBase + (1 + sizeMiB) * MiB };
+}
+
+/** Bytes from the first byte of RAM to the range's end. */
+const readLength = (ctx: CheckContext) => ctx.rangeEnd - ctx.layout.ramBase;
+
 function checkOptions(ctx: CheckContext, passCounter?: number): RamCheckOptions {
   return {
-    base: 0,
-    rangeStart: BOOTBLOCK_LAYOUT.defaultRangeStart,
+    base: ctx.layout.ramBase,
+    rangeStart: ctx.layout.defaultRangeStart,
     rangeEnd: ctx.rangeEnd,
     ...(passCounter === undefined ? {} : { passCounter }),
   };
 }
 
-async function passCounterOf(m: Machine): Promise<number | undefined> {
-  const head = await m.readGuestMemory(0, BOOTBLOCK_LAYOUT.passCounterAddress + 8);
-  return readBootblockStatus(head, 0)?.passCounter;
+async function passCounterOf(ctx: CheckContext): Promise<number | undefined> {
+  const { ramBase, passCounterAddress, arch } = ctx.layout;
+  const head = await ctx.machine.readGuestMemory(ramBase, passCounterAddress + 8 - ramBase);
+  return readBootblockStatus(head, ramBase, arch)?.passCounter;
 }
 
 /**
@@ -197,11 +219,11 @@ async function readAndCheck(
 ): Promise<{ phases: Record<string, number>; result: RamCheckResult }> {
   const m = ctx.machine;
   let t = now();
-  const passCounter = await passCounterOf(m);
+  const passCounter = await passCounterOf(ctx);
   const phases: Record<string, number> = { status: now() - t };
   if (method === "buffer") {
     t = now();
-    const mem = await m.readGuestMemory(0, ctx.rangeEnd);
+    const mem = await m.readGuestMemory(ctx.layout.ramBase, readLength(ctx));
     phases.read = now() - t;
     t = now();
     const result = checkBootblockRam(mem, checkOptions(ctx, passCounter));
@@ -212,7 +234,11 @@ async function readAndCheck(
   if (!file) {
     file = join(m.dir, "bench-dump.bin");
     t = now();
-    await m.qmp.execute("pmemsave", { val: 0, size: ctx.rangeEnd, filename: file });
+    await m.qmp.execute("pmemsave", {
+      val: ctx.layout.ramBase,
+      size: readLength(ctx),
+      filename: file,
+    });
     phases.dump = now() - t;
   }
   try {
@@ -247,6 +273,7 @@ async function ramCheckOnRun(
       { kind: "bootblock", rangeEndMiB: 1 + sizeMiB, dirtyRateMiBps: 0 },
       memoryMiB,
       dir,
+      b.arch,
     );
     const m = await Machine.launch({
       name: `ram-${sizeMiB}`,
@@ -258,7 +285,7 @@ async function ramCheckOnRun(
       parentDir: dir,
     });
     try {
-      const ctx = { machine: m, rangeEnd: (1 + sizeMiB) * MiB };
+      const ctx = checkContext(m, sizeMiB);
       await waitForGuestPasses(m, 2, 120_000);
       const figures: RamCheckFigure[] = [];
       for (const method of ["buffer", "stream"] as const) {
@@ -317,7 +344,7 @@ async function ramCheckAfterMigration(
         ]),
       ];
       // The destination is stopped now: the read and check alone, by each method.
-      const ctx = { machine: pair.destination, rangeEnd: (1 + sizeMiB) * MiB };
+      const ctx = checkContext(pair.destination, sizeMiB);
       for (const method of ["buffer", "stream"] as const) {
         const t = now();
         const { phases, result } = await readAndCheck(ctx, method);
@@ -375,7 +402,7 @@ async function benchCombo(
   log: (line: string) => void,
 ): Promise<ComboResult> {
   const result: ComboResult = {
-    qemu: { label: b.label, version: b.version, path: b.path },
+    qemu: { label: b.label, version: b.version, path: b.path, arch: b.arch },
     accel: accelLabel,
     boot: [],
     dirtyRates: [],
@@ -383,14 +410,14 @@ async function benchCombo(
     errors: [],
   };
   const attempt = async (what: string, fn: () => Promise<void>) => {
-    log(`  ${b.label} ${accelLabel}: ${what}`);
+    log(`  ${b.label} ${b.arch} ${accelLabel}: ${what}`);
     try {
       await fn();
     } catch (error) {
       result.errors.push(`${what}: ${(error as Error).message.split("\n")[0]}`);
     }
   };
-  for (const boot of opts.sections.includes("boot") ? (["bios", "disk"] as const) : []) {
+  for (const boot of opts.sections.includes("boot") ? bootblockArch(b.arch).boots : []) {
     await attempt(`boot ${boot}`, async () => {
       const runs = [];
       for (let i = 0; i < opts.reps; i++) runs.push(await bootOnce(b, accel, boot));
@@ -444,7 +471,7 @@ function ms(s: Stat): string {
 }
 
 function render(r: ComboResult): string {
-  const lines = [`QEMU ${r.qemu.version} (${r.qemu.path}), accel ${r.accel}`];
+  const lines = [`QEMU ${r.qemu.version} ${r.qemu.arch} (${r.qemu.path}), accel ${r.accel}`];
   if (r.boot.length > 0) lines.push("  boot, from launch (median, min–max):");
   for (const b of r.boot) {
     lines.push(
@@ -456,8 +483,13 @@ function render(r: ComboResult): string {
     const spread = stat(r.dirtyRates.flatMap((d) => d.spreadPpm.samples));
     const rejected = r.dirtyRates.flatMap((d) => d.rejected.samples).reduce((a, n) => a + n, 0);
     const mhz = (n: number) => (n / 1e6).toFixed(1);
+    const clock = bootblockArch(r.qemu.arch).clock;
+    const boots = `${mhz(hz.median)} MHz (${mhz(hz.min)}–${mhz(hz.max)} over ${hz.samples.length} boots)`;
+    // Only x86 calibrates (the TSC against the PIT); the generic timer states its frequency.
     lines.push(
-      `  TSC calibrated on the PIT: ${mhz(hz.median)} MHz (${mhz(hz.min)}–${mhz(hz.max)} over ${hz.samples.length} boots), rounds within ${(spread.max / 1e4).toFixed(2)}%, ${rejected} late round(s) rejected`,
+      r.qemu.arch === "x86_64"
+        ? `  ${clock}: ${boots}, rounds within ${(spread.max / 1e4).toFixed(2)}%, ${rejected} late round(s) rejected`
+        : `  ${clock}: ${boots}`,
     );
     const band = Math.round(DEFAULT_RATE_TOLERANCE * 100);
     lines.push(`  dirty rate, asked → measured (median, min–max; target ±${band}%):`);
@@ -543,12 +575,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const env = { ...process.env };
   if (values.binary) env.QEMU_MIGTEST_BINARIES = values.binary.join(",");
-  // The boot, dirty-rate and RAM-check sections read x86 addresses: aarch64 is not benchmarked yet.
-  const selected = await selectBinariesUnderTest(env);
-  const binaries = selected.filter((b) => b.arch === "x86_64");
-  for (const b of selected.filter((x) => x.arch !== "x86_64")) {
-    console.error(`skip ${b.label} ${b.arch}: the benchmark sections are x86_64 only so far`);
-  }
+  const binaries = await selectBinariesUnderTest(env);
   const kvm = detectKvm();
   const log = values.json ? (line: string) => console.error(line) : console.error;
   const results: ComboResult[] = [];
@@ -557,11 +584,16 @@ async function main(argv: string[]): Promise<number> {
     const wanted = (values.accel as Accel[] | undefined) ?? ["tcg", "kvm"];
     for (const accel of wanted) {
       if (!info.accels.includes(accel)) {
-        log(`skip ${b.label} ${accel}: this QEMU lists only ${info.accels.join(", ")}`);
+        log(`skip ${b.label} ${b.arch} ${accel}: this QEMU lists only ${info.accels.join(", ")}`);
         continue;
       }
       if (accel === "kvm" && !kvm.usable) {
-        log(`skip ${b.label} kvm: ${kvm.reason}`);
+        log(`skip ${b.label} ${b.arch} kvm: ${kvm.reason}`);
+        continue;
+      }
+      const mismatch = kvmArchMismatch(b.arch, hostQemuArch());
+      if (accel === "kvm" && mismatch) {
+        log(`skip ${b.label} ${b.arch} kvm: ${mismatch}`);
         continue;
       }
       const label =

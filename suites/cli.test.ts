@@ -4,7 +4,7 @@
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { describe, expect, inject } from "vitest";
-import { test } from "./migration-test.ts";
+import { test, where } from "./migration-test.ts";
 
 const CLI = fileURLToPath(new URL("../bin/qemu-migtest.mjs", import.meta.url));
 // The command's own behaviour does not depend on the target: x86_64 binaries only.
@@ -32,7 +32,7 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
   const b = newest as NonNullable<typeof newest>;
   const on = ["--binary", b.path, "--accel", b.accelRequest];
 
-  test(`--progress none silences progress, not the summary, the verdicts or a failure [${b.label}, ${b.accel}]`, async () => {
+  test(`--progress none silences progress, not the summary, the verdicts or a failure ${where(b)}`, async () => {
     const ok = await migrate([...on, "--progress", "none"]);
     expect(ok.code, ok.out).toBe(0);
     expect(ok.out).toMatch(/migration over tcp:127\.0\.0\.1:\d+ completed in \d+ ms/);
@@ -46,7 +46,7 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
     );
   });
 
-  test(`a results dir that cannot be written is refused before anything starts, and nothing hangs [${b.label}, ${b.accel}]`, async () => {
+  test(`a results dir that cannot be written is refused before anything starts, and nothing hangs ${where(b)}`, async () => {
     const r = await migrate([...on, "--results", "/proc/qemu-migtest-nope"]);
     expect(r.code, r.out).toBe(2);
     expect(r.out).toContain(
@@ -55,7 +55,7 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
     expect(r.out).not.toMatch(/source: QEMU/);
   });
 
-  test(`a QEMU_MIGTEST_RUN_DIR that does not exist is named, with what to do [${b.label}, ${b.accel}]`, async () => {
+  test(`a QEMU_MIGTEST_RUN_DIR that does not exist is named, with what to do ${where(b)}`, async () => {
     const r = await migrate(on, { QEMU_MIGTEST_RUN_DIR: "/does/not/exist" });
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain(
@@ -63,7 +63,7 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
     );
   });
 
-  test(`a negative value for an unsigned parameter is reported as QEMU's exact wrapped uint64 [${b.label}, ${b.accel}]`, async () => {
+  test(`a negative value for an unsigned parameter is reported as QEMU's exact wrapped uint64 ${where(b)}`, async () => {
     const r = await migrate([...on, "--progress", "none", "--parameter", "max-bandwidth=-5"]);
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain(
@@ -71,7 +71,7 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
     );
   });
 
-  test(`a migration that cannot converge stops early and says why, naming the defaults it replaced [${b.label}, ${b.accel}]`, async () => {
+  test(`a migration that cannot converge stops early and says why, naming the defaults it replaced ${where(b)}`, async () => {
     // 11 MiB dirtied at 64 MiB/s against 32 MB/s and a 1 ms limit: every pass resends it all.
     const r = await migrate([
       ...on,
@@ -97,7 +97,7 @@ describe.skipIf(!newest || !oldest || newest.path === oldest.path)(
       [n, o],
       [o, n],
     ] as const) {
-      test(`${src.label} -> ${dst.label} picks the newest machine type both offer and completes [${src.label} -> ${dst.label}, ${src.accel}]`, async () => {
+      test(`${src.label} -> ${dst.label} picks the newest machine type both offer and completes [${src.label} -> ${dst.label}, ${src.arch}, ${src.accel}]`, async () => {
         const r = await migrate([
           ...["--source-binary", src.path, "--destination-binary", dst.path],
           ...["--accel", src.accelRequest, "--progress", "none"],

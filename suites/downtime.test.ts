@@ -11,6 +11,8 @@ import { expectCompletedMigration } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 128;
+/** QEMU's downtime clock starts before the vCPU is paused; a loaded host delays the pause. */
+const VCPU_PAUSE_SLACK_MS = 15;
 
 forEachQemu("guest-visible downtime", (b) => {
   test(`the guest's longest stop across the switchover, next to QEMU's downtime ${where(b)}`, {
@@ -43,9 +45,13 @@ forEachQemu("guest-visible downtime", (b) => {
     const line = `guest-visible downtime ${seen.stretchMs.toFixed(1)} ms (+-${seen.resolutionMs.toFixed(1)}), QEMU downtime ${downtime} ms, guest TSC advanced ${seen.guestClockMs.toFixed(2)} ms across it, ${seen.reads} reads`;
     pair.timeline.record("harness", "note", line);
     console.log(`${where(b)} ${line}`);
-    // The guest cannot run from the source's stop until the destination starts it: at least
-    // QEMU's downtime (measured on the source from its stop to the end of sending).
-    expect(seen.stretchMs + seen.resolutionMs, line).toBeGreaterThanOrEqual(downtime);
+    // The guest cannot run from the source's stop until the destination starts it: about
+    // QEMU's downtime, which the source clocks from just before vm_stop (migration_completion)
+    // to the end of sending. Pausing the vCPU takes its thread's next turn on the host: seen
+    // 3 ms of QEMU's figure before the guest stopped (7.2 aarch64, loaded host).
+    expect(seen.stretchMs + seen.resolutionMs, line).toBeGreaterThanOrEqual(
+      downtime - VCPU_PAUSE_SLACK_MS,
+    );
     // ...and not much more: the destination resumes once it has loaded the last state (measured
     // here 7-20 ms over QEMU's figure under TCG; the margin covers a loaded 2-core host).
     expect(seen.stretchMs - seen.resolutionMs, line).toBeLessThanOrEqual(downtime + 150);

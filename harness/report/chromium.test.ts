@@ -9,13 +9,13 @@ import { describe, expect, inject, test } from "vitest";
 import { runMigrate } from "../cli/migrate.ts";
 import { chromiumMissing, countColorPixels, viewInChromium } from "./chromium.ts";
 
-const REPO = fileURLToPath(new URL("..", import.meta.url));
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const missing = chromiumMissing();
 const binary = inject("binaries")[0];
 
 describe("HTML report in headless Chromium", () => {
   test.skipIf(missing !== undefined || binary === undefined)(
-    `a real run's report draws every chart with no page error${missing ? ` (skipped: ${missing})` : ""}${binary ? ` [${binary.label}, ${binary.accel}]` : " (skipped: no QEMU binary under test)"}`,
+    `a real run's report draws every chart with no page error${missing ? ` (skipped: ${missing})` : ""}${binary ? ` [${binary.label}, ${binary.arch}, ${binary.accel}]` : " (skipped: no QEMU binary under test)"}`,
     async ({ annotate }) => {
       if (!binary) return;
       const results = join(
