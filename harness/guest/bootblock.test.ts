@@ -28,6 +28,11 @@ const SOURCE = readFileSync(
   fileURLToPath(new URL("../../images/bootblock/bootblock.S", import.meta.url)),
   "utf8",
 );
+/** The parameter block both images include. */
+const PARAMS = readFileSync(
+  fileURLToPath(new URL("../../images/bootblock-params.inc", import.meta.url)),
+  "utf8",
+);
 const AARCH64_SOURCE = fileURLToPath(
   new URL("../../images/bootblock-aarch64/bootblock.S", import.meta.url),
 );
@@ -41,7 +46,7 @@ function asmConstants(source: string): Map<string, number> {
   return out;
 }
 
-/** `/* +0xNN name *\/` offsets of the parameter block in bootblock.S, in order. */
+/** `/* +0xNN name *\/` offsets of the parameter block (bootblock-params.inc), in order. */
 function asmParamOffsets(source: string): number[] {
   const block = source.slice(source.indexOf("params:"), source.indexOf("params_end:"));
   return [...block.matchAll(/\/\*\s*\+(0x[0-9a-f]+)/gi)].map((m) => Number(m[1]));
@@ -70,7 +75,9 @@ describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
 
   test("parameter block: every field offset, in order, and the calibration constants", () => {
     const F = L.paramFields;
-    expect(asmParamOffsets(SOURCE)).toEqual([
+    expect(SOURCE).toContain('.include "bootblock-params.inc"');
+    expect(readFileSync(AARCH64_SOURCE, "utf8")).toContain('.include "bootblock-params.inc"');
+    expect(asmParamOffsets(PARAMS)).toEqual([
       F.magic,
       F.version,
       F.size,
@@ -81,7 +88,7 @@ describe("BOOTBLOCK_LAYOUT mirrors bootblock.S", () => {
       F.dirtyRatePagesPerSecond,
       F.maxLagUs,
     ]);
-    expect(SOURCE).toMatch(new RegExp(`\\.long\\s+${L.paramVersion}\\s+/\\* \\+0x08`));
+    expect(PARAMS).toMatch(new RegExp(`\\.long\\s+${L.paramVersion}\\s+/\\* \\+0x08`));
     expect(c.get("PIT_HZ")).toBe(L.calibration.pitHz);
     expect(c.get("CAL_LATCH")).toBe(L.calibration.latch);
     // The latch is a 16-bit PIT count.

@@ -13,7 +13,10 @@ import type { QemuArch } from "../qemu/arch.ts";
 import { MACHINE_ARCHES } from "../qemu/machine-arch.ts";
 import { hex } from "../util/text.ts";
 
-/** Where things are in the image and in guest-physical memory. Mirrors images/bootblock/bootblock.S. */
+/**
+ * Where things are in the image and in guest-physical memory. Mirrors images/bootblock/bootblock.S
+ * and the parameter block both images include (images/bootblock-params.inc).
+ */
 export const BOOTBLOCK_LAYOUT = {
   /** The image is both a `-bios` ROM (reset vector at its last 16 bytes) and a raw boot disk. */
   imageSize: 0x10000,

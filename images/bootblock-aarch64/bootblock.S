@@ -163,19 +163,8 @@ from_el2:
 
 /* ---------------------------------------------------------------- parameter block */
 /* Image offset 0x200, guest-physical 0x200 (flash). Patched by the harness; layout is v2. */
-	.section .params, "a"
-	.globl params
-params:
-	.ascii	"MIGTPARM"		/* +0x00 magic */
-	.long	2			/* +0x08 layout version */
-	.long	params_end - params	/* +0x0c size of this block */
-	.quad	0x40100000		/* +0x10 range start (4 KiB aligned, >= RAM base + 1 MiB) */
-	.quad	0x40000000 + 100 * 0x100000	/* +0x18 range end (4 KiB aligned, <= RAM base + 4 GiB) */
-	.quad	0			/* +0x20 spin iterations after every page write */
-	.quad	0			/* +0x28 spin iterations after every pass */
-	.quad	0			/* +0x30 dirty rate in pages/s; 0: as fast as the vCPU can */
-	.quad	16000			/* +0x38 lag behind the schedule still made up, in us */
-params_end:
+	.set	RAM_BASE, 0x40000000
+	.include "bootblock-params.inc"
 
 /* ---------------------------------------------------------------- EL1 setup */
 /*

@@ -130,25 +130,8 @@ msg_disk_error:
 
 /* ---------------------------------------------------------------- parameter block */
 /* Image offset 0x200, guest-physical 0x7e00. Patched by the harness; layout is v2. */
-	.section .params, "a"
-	.globl params
-params:
-	.ascii	"MIGTPARM"		/* +0x00 magic */
-	.long	2			/* +0x08 layout version */
-	.long	params_end - params	/* +0x0c size of this block */
-param_range_start:
-	.quad	0x100000		/* +0x10 range start (4 KiB aligned, >= 1 MiB) */
-param_range_end:
-	.quad	100 * 0x100000		/* +0x18 range end (4 KiB aligned, <= 4 GiB) */
-param_page_spin:
-	.quad	0			/* +0x20 spin iterations after every page write */
-param_pass_spin:
-	.quad	0			/* +0x28 spin iterations after every pass */
-param_pages_per_second:
-	.quad	0			/* +0x30 dirty rate in pages/s; 0: as fast as the vCPU can */
-param_max_lag_us:
-	.quad	16000			/* +0x38 lag behind the schedule still made up, in us */
-params_end:
+	.set	RAM_BASE, 0
+	.include "bootblock-params.inc"
 
 /* ---------------------------------------------------------------- ring-0 setup */
 	.section .text, "ax"
