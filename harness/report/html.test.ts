@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { sampleRun } from "./fixture.ts";
-import { renderReportHtml } from "./html.ts";
+import { downtimeText, renderReportHtml } from "./html.ts";
 
 describe("renderReportHtml", () => {
   const html = renderReportHtml(sampleRun());
@@ -39,5 +39,19 @@ describe("renderReportHtml", () => {
     for (const id of ["remaining", "throughput", "dirty-rate", "downtime"]) {
       expect(html).toContain(`id="chart-${id}"`);
     }
+  });
+
+  test("downtime: QEMU's figure, and the guest-visible stretch when it was sampled", () => {
+    const run = sampleRun();
+    expect(html).toMatch(/id="downtime">QEMU 20 ms \(guest-visible: not sampled\)</);
+    run.guestDowntime = {
+      stretchMs: 25.04,
+      resolutionMs: 1.2,
+      guestClockMs: 0.61,
+      qemuDowntimeMs: 28,
+    };
+    expect(downtimeText(run)).toBe(
+      "QEMU 28 ms; guest-visible 25.0 ms (+-1.2), the guest's clock advanced 0.61 ms across it",
+    );
   });
 });

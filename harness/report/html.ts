@@ -10,7 +10,7 @@
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import type { Side } from "../migration/timeline.ts";
+import type { Side, TimelineEntry } from "../migration/timeline.ts";
 import { quoteCommandLine } from "../util/text.ts";
 import type { RunRecord, RunSide } from "./run-artefacts.ts";
 import { reportSeries } from "./series.ts";
@@ -109,11 +109,25 @@ function summarySection(run: RunRecord): string {
 <tr><th>RAM check</th><td class="${ramClass}" id="ram-check">${esc(ramText)}</td></tr>
 <tr><th>source</th><td>QEMU ${esc(src.binary.version)} (${esc(src.binary.path)}), ${esc(src.accel.accel)}: ${esc(src.accel.reason)}</td></tr>
 <tr><th>destination</th><td>QEMU ${esc(dst.binary.version)} (${esc(dst.binary.path)}), ${esc(dst.accel.accel)}: ${esc(dst.accel.reason)}</td></tr>
+<tr><th>downtime</th><td id="downtime">${esc(downtimeText(run))}</td></tr>
 <tr><th>uri</th><td>${esc(run.uri ?? "(none)")}</td></tr>
 <tr><th>duration</th><td>${run.durationMs === undefined ? "n/a" : `${run.durationMs} ms`}</td></tr>
 <tr><th>recorded</th><td>${esc(run.createdAt)}</td></tr>
 </table>
 ${verdicts ? `<h2>Verdicts</h2><ul class="verdicts">${verdicts}</ul>` : ""}`;
+}
+
+/** QEMU's downtime (the source's last reply) and, when sampled, what the guest saw of it. */
+export function downtimeText(run: RunRecord): string {
+  const g = run.guestDowntime;
+  const replies = run.timeline.entries.filter(
+    (e): e is Extract<TimelineEntry, { kind: "query-migrate" }> =>
+      e.side === "source" && e.kind === "query-migrate",
+  );
+  const qemu = g?.qemuDowntimeMs ?? replies.at(-1)?.data.downtime;
+  const qemuText = qemu === undefined ? "QEMU reported none" : `QEMU ${qemu} ms`;
+  if (!g) return `${qemuText} (guest-visible: not sampled)`;
+  return `${qemuText}; guest-visible ${g.stretchMs.toFixed(1)} ms (+-${g.resolutionMs.toFixed(1)}), the guest's clock advanced ${g.guestClockMs.toFixed(2)} ms across it`;
 }
 
 function sidesSection(run: RunRecord): string {
