@@ -6,6 +6,12 @@
 
 import type { Side, Timeline } from "../migration/timeline.ts";
 import type { MigrationInfo, MigrationStats } from "../qmp/qapi.ts";
+import {
+  type KnownQemuBug,
+  knownQemuBug,
+  monotonicNowMs,
+  type QemuVersion,
+} from "./known-qemu-bugs.ts";
 
 /** Statuses in which the first dirty-bitmap sync (ram_save_setup) has happened. */
 const SYNCED = ["active", "device", "pre-switchover", "completed", "postcopy-active"];
@@ -202,15 +208,25 @@ export const REPLY_RULES: readonly ReplyRule[] = [
   },
 ];
 
-/** Every rule `info` breaks, one text each. */
-export function replyProblems(info: MigrationInfo, side: Side): string[] {
-  const out: string[] = [];
+/** A broken rule on one reply. */
+interface RuleBreak {
+  rule: string;
+  text: string;
+}
+
+function replyBreaks(info: MigrationInfo, side: Side): RuleBreak[] {
+  const out: RuleBreak[] = [];
   for (const rule of REPLY_RULES) {
     if (rule.sourceOnly && side !== "source") continue;
     const problem = rule.check(info);
-    if (problem) out.push(`${rule.name}: ${problem}`);
+    if (problem) out.push({ rule: rule.name, text: `${rule.name}: ${problem}` });
   }
   return out;
+}
+
+/** Every rule `info` breaks, one text each. */
+export function replyProblems(info: MigrationInfo, side: Side): string[] {
+  return replyBreaks(info, side).map((b) => b.text);
 }
 
 /** A reply with the time it was read (ms on the timeline). */
@@ -280,18 +296,61 @@ export function seriesProblems(replies: readonly TimedReply[]): string[] {
   return out;
 }
 
+/** What the checks need to know beyond the replies, to tell a known QEMU bug by its signature. */
+export interface InvariantContext {
+  /** Each side's QEMU version. */
+  versions: Partial<Record<Side, QemuVersion>>;
+  /** The host's CLOCK_MONOTONIC (ms) at timeline time t. */
+  monotonicAt(t: number): number;
+}
+
+/** The context of a timeline recorded on this host, now: its wall-clock times on CLOCK_MONOTONIC. */
+export function hostInvariantContext(
+  timeline: Timeline,
+  versions: InvariantContext["versions"],
+): InvariantContext {
+  const monotonic = monotonicNowMs();
+  const wall = Date.now();
+  return { versions, monotonicAt: (t) => monotonic - (wall - (timeline.startedAt + t)) };
+}
+
+/** A broken invariant, and the known QEMU bug it is (harness/checks/known-qemu-bugs.ts) if any. */
+export interface InvariantFinding {
+  text: string;
+  knownBug?: KnownQemuBug;
+}
+
 /** Everything above over a recorded pair, both sides. */
-export function invariantProblems(timeline: Timeline): string[] {
-  const out: string[] = [];
+export function invariantFindings(
+  timeline: Timeline,
+  context?: InvariantContext,
+): InvariantFinding[] {
+  const out: InvariantFinding[] = [];
   for (const side of ["source", "destination"] as const) {
     const replies = timeline.of(side, "query-migrate");
     for (const { t, data } of replies) {
-      for (const p of replyProblems(data, side))
-        out.push(`${side} query-migrate at t=${t} ms: ${p}`);
+      for (const b of replyBreaks(data, side)) {
+        const clock = context && {
+          replyMs: context.monotonicAt(t),
+          runStartMs: context.monotonicAt(0),
+        };
+        const knownBug = knownQemuBug(b.rule, data, context?.versions[side], clock);
+        out.push({
+          text: `${side} query-migrate at t=${t} ms: ${b.text}`,
+          ...(knownBug ? { knownBug } : {}),
+        });
+      }
     }
     if (side === "source") {
-      for (const p of seriesProblems(replies)) out.push(`${side}: ${p}`);
+      for (const p of seriesProblems(replies)) out.push({ text: `${side}: ${p}` });
     }
   }
   return out;
+}
+
+/** The broken invariants no known QEMU bug explains. */
+export function invariantProblems(timeline: Timeline, context?: InvariantContext): string[] {
+  return invariantFindings(timeline, context)
+    .filter((f) => !f.knownBug)
+    .map((f) => f.text);
 }
