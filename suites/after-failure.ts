@@ -12,7 +12,7 @@ import { CONVERGING_PARAMETERS } from "../harness/migration/convergence.ts";
 import type { MigrationPair, MigrationResult, SideResult } from "../harness/migration/pair.ts";
 import type { Side } from "../harness/migration/timeline.ts";
 import { timeoutMs } from "../harness/util/timeouts.ts";
-import { expectFinalBothSides, expectLegalEvents } from "./expect-migration.ts";
+import { expectLegalEvents, expectMigratesToCompletion } from "./expect-migration.ts";
 
 /** One side's final state as both interfaces say it: the status, and HMP agreeing with QMP. */
 export function expectSideEnded(
@@ -86,17 +86,7 @@ export async function migrateAgain(
   if (caps.some((c) => c.capability === "pause-before-switchover" && c.state)) {
     await pair.setCapabilities("source", { "pause-before-switchover": false });
   }
-  const started = Date.now();
-  const uri = await pair.startIncoming();
-  await pair.startMigration(uri);
-  await pair.waitForStatuses(
-    { source: ["completed"], destination: ["completed"] },
-    { timeoutMs: timeoutMs("migration") },
-  );
-  const result = await pair.finishCompleted(uri, started, true);
-  expectFinalBothSides(pair, result, memoryMiB);
-  expect(result.ram?.check.ok, result.ram?.check.summary ?? "no RAM check ran").toBe(true);
-  return result;
+  return expectMigratesToCompletion(pair, memoryMiB);
 }
 
 /** Everything above after a migration that broke: source intact, then migrated again. */

@@ -10,6 +10,7 @@ import { parseInfoMigrate } from "../harness/hmp/info-migrate.ts";
 import type { MigrationPair, MigrationResult } from "../harness/migration/pair.ts";
 import type { Side, Timeline } from "../harness/migration/timeline.ts";
 import type { MigrationInfo, MigrationStats } from "../harness/qmp/qapi.ts";
+import { timeoutMs } from "../harness/util/timeouts.ts";
 
 export function expectSourceRamConsistent(
   ram: MigrationStats | undefined,
@@ -114,4 +115,25 @@ export function expectCompletedMigration(
   expectCountersMonotonic(pair.timeline);
   expectHmpMatchesQmpThroughout(pair.timeline, "source");
   expectHmpMatchesQmpThroughout(pair.timeline, "destination");
+}
+
+/**
+ * One more migration of a pair already set up for it (a fresh destination, converging limits):
+ * both sides complete, the final states hold on both interfaces, the guest's memory verifies.
+ */
+export async function expectMigratesToCompletion(
+  pair: MigrationPair,
+  memoryMiB: number,
+): Promise<MigrationResult> {
+  const started = Date.now();
+  const uri = await pair.startIncoming();
+  await pair.startMigration(uri);
+  await pair.waitForStatuses(
+    { source: ["completed"], destination: ["completed"] },
+    { timeoutMs: timeoutMs("migration") },
+  );
+  const result = await pair.finishCompleted(uri, started, true);
+  expectFinalBothSides(pair, result, memoryMiB);
+  expect(result.ram?.check.ok, result.ram?.check.summary ?? "no RAM check ran").toBe(true);
+  return result;
 }

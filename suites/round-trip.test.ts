@@ -3,8 +3,7 @@
 
 import { expect } from "vitest";
 import { CONVERGING_PARAMETERS } from "../harness/migration/convergence.ts";
-import { timeoutMs } from "../harness/util/timeouts.ts";
-import { expectCompletedMigration, expectFinalBothSides } from "./expect-migration.ts";
+import { expectCompletedMigration, expectMigratesToCompletion } from "./expect-migration.ts";
 import { forEachQemu, test, where } from "./migration-test.ts";
 
 const MEMORY_MIB = 128;
@@ -21,16 +20,7 @@ forEachQemu("round trip", (b) => {
     // The RAM check stopped the guest on B: it runs again before it goes back.
     await pair.contVm("source");
     await pair.setParameters("source", CONVERGING_PARAMETERS);
-    const started = Date.now();
-    const uri = await pair.startIncoming();
-    await pair.startMigration(uri);
-    await pair.waitForStatuses(
-      { source: ["completed"], destination: ["completed"] },
-      { timeoutMs: timeoutMs("migration") },
-    );
-    const back = await pair.finishCompleted(uri, started, true);
-    expectFinalBothSides(pair, back, MEMORY_MIB);
-    expect(back.ram?.check.ok, back.ram?.check.summary).toBe(true);
+    const back = await expectMigratesToCompletion(pair, MEMORY_MIB);
     // The guest went on counting passes through both hops.
     expect(back.ram?.liveness.passCounterAtStop ?? 0).toBeGreaterThanOrEqual(
       result.ram?.liveness.passCounterAtStop ?? 0,
