@@ -9,7 +9,9 @@ import type { QemuArch } from "../harness/qemu/arch.ts";
 import { machineArch } from "../harness/qemu/machine-arch.ts";
 import { commonMachineType } from "../harness/qemu/machine-types.ts";
 import { crossVersionFromEnv } from "../harness/qemu/matrix.ts";
-import { runScenario } from "../harness/scenario/run.ts";
+import { type PairLauncher, runScenario } from "../harness/scenario/run.ts";
+import type { Scenario } from "../harness/scenario/scenario.ts";
+import { expectSideEnded, expectSourceIntact } from "./after-failure.ts";
 import { expectCompletedMigration } from "./expect-migration.ts";
 import { test } from "./migration-test.ts";
 
@@ -20,7 +22,8 @@ const MEMORY_MIB = 128;
  * Pairs whose destination refuses the source's vCPU state, measured on Debian's builds on the
  * newest common virt-X.Y, with -cpu max and cortex-a57 alike: the set of TCG system registers
  * (cpreg list) differs between these versions. Each is asserted as it is: the destination's exit
- * and words, the source completed (without return-path it never hears of the refusal). 11.1 -> 10.0 with cortex-a57 even aborts
+ * and words, the source completed (without return-path it never hears of the refusal; with it,
+ * the source fails and runs on). 11.1 -> 10.0 with cortex-a57 even aborts
  * 10.0's destination (vmstate_load_state: Assertion `first_elem || !n_elems || !size'). QEMU's
  * own aarch64 compat job migrates only from the previous release.
  */
@@ -80,6 +83,28 @@ if (fromEnv && binaries[0]) {
   });
 }
 
+/** `p` migrated on the newest versioned machine type both binaries offer. */
+async function crossScenario(p: CrossPair, scenario: Partial<Scenario>, launchPair: PairLauncher) {
+  const machineType = await commonMachineType(
+    [p.src.spec, p.dst.spec],
+    machineArch(p.arch).machineFamily,
+    inject("runDir"),
+  );
+  const run = await runScenario(
+    {
+      machineType,
+      memoryMiB: MEMORY_MIB,
+      binaries: { source: p.src.spec, destination: p.dst.spec },
+      ...scenario,
+    },
+    { binary: p.src.spec, accel: p.accelRequest, parentDir: inject("runDir") },
+    launchPair,
+  );
+  expect(run.pair.source.commandLine).toContain(machineType);
+  expect(run.pair.source.binary.path).not.toBe(run.pair.destination.binary.path);
+  return run;
+}
+
 describe("cross-version migration", () => {
   if (pairs.length === 0) {
     test.skip(
@@ -94,25 +119,12 @@ describe("cross-version migration", () => {
     test(`${what} [${p.src.label} -> ${p.dst.label}, ${p.arch}, ${p.accel}]`, async ({
       launchPair,
     }) => {
-      const where = { binary: p.src.spec, accel: p.accelRequest, parentDir: inject("runDir") };
-      const machineType = await commonMachineType(
-        [p.src.spec, p.dst.spec],
-        machineArch(p.arch).machineFamily,
-        inject("runDir"),
-      );
-      const { pair, result } = await runScenario(
-        {
-          machineType,
-          memoryMiB: MEMORY_MIB,
-          binaries: { source: p.src.spec, destination: p.dst.spec },
-          // The vCPU state comes last: without return-path the source has completed by then.
-          ...(refused ? { ramCheck: false, exits: { destination: refused.exit } } : {}),
-        },
-        where,
+      const { pair, result } = await crossScenario(
+        p,
+        // The vCPU state comes last: without return-path the source has completed by then.
+        refused ? { ramCheck: false, exits: { destination: refused.exit } } : {},
         launchPair,
       );
-      expect(pair.source.commandLine).toContain(machineType);
-      expect(pair.source.binary.path).not.toBe(pair.destination.binary.path);
       if (!refused) {
         expectCompletedMigration(pair, result, MEMORY_MIB);
         return;
@@ -122,6 +134,26 @@ describe("cross-version migration", () => {
       expect(pair.destination.stderrTail(), "the destination's reason").toMatch(refused.stderr);
       expect(result.outcome, "the source, which cannot know").toBe("completed");
       expect(result.source.vm.status, "the source handed the guest over").toBe("postmigrate");
+    });
+    if (!refused) continue;
+    test(`with return-path the source hears that refusal: it fails and its guest runs on, memory intact [${p.src.label} -> ${p.dst.label}, ${p.arch}, ${p.accel}]`, {
+      tags: ["full"],
+    }, async ({ launchPair }) => {
+      const { pair, result } = await crossScenario(
+        p,
+        {
+          capabilities: { both: { "return-path": true } },
+          exits: { destination: refused.exit },
+          expect: { status: "failed" },
+        },
+        launchPair,
+      );
+      await pair.destination.exited;
+      expect(pair.destination.stderrTail(), "the destination's reason").toMatch(refused.stderr);
+      // The source waits on the return path before completing, sees it close, and fails:
+      // migration_iteration_finish restarts the guest it had stopped for the switchover.
+      expectSideEnded(pair, "source", result.source, "failed");
+      await expectSourceIntact(pair);
     });
   }
 });
