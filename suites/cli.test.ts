@@ -32,7 +32,11 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
   const b = newest as NonNullable<typeof newest>;
   const on = ["--binary", b.path, "--accel", b.accelRequest];
 
-  test(`--progress none silences progress, not the summary, the verdicts or a failure ${where(b)}`, async () => {
+  // Two whole migrations through the command: nightly (full) only; the smoke set keeps the
+  // quick refusals.
+  test(`--progress none silences progress, not the summary, the verdicts or a failure ${where(b)}`, {
+    tags: ["full"],
+  }, async () => {
     const ok = await migrate([...on, "--progress", "none"]);
     expect(ok.code, ok.out).toBe(0);
     expect(ok.out).toMatch(/migration over tcp:127\.0\.0\.1:\d+ completed in \d+ ms/);
@@ -71,7 +75,9 @@ describe.skipIf(!newest)("qemu-migtest migrate, the command itself", () => {
     );
   });
 
-  test(`a migration that cannot converge stops early and says why, naming the defaults it replaced ${where(b)}`, async () => {
+  test(`a migration that cannot converge stops early and says why, naming the defaults it replaced ${where(b)}`, {
+    tags: ["full"],
+  }, async () => {
     // 11 MiB dirtied at 64 MiB/s against 32 MB/s and a 1 ms limit: every pass resends it all.
     const r = await migrate([
       ...on,

@@ -16,6 +16,8 @@ const binary = inject("binaries")[0];
 describe("HTML report in headless Chromium", () => {
   test.skipIf(missing !== undefined || binary === undefined)(
     `a real run's report draws every chart with no page error${missing ? ` (skipped: ${missing})` : ""}${binary ? ` [${binary.label}, ${binary.arch}, ${binary.accel}]` : " (skipped: no QEMU binary under test)"}`,
+    // A browser and a whole migration (7 s): nightly (full) only.
+    { tags: ["full"], timeout: 180_000 },
     async ({ annotate }) => {
       if (!binary) return;
       const results = join(
@@ -94,6 +96,5 @@ describe("HTML report in headless Chromium", () => {
         );
       }
     },
-    180_000,
   );
 });
