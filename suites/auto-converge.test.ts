@@ -55,7 +55,10 @@ async function infoMigrateAll(pair: MigrationPair): Promise<string> {
 forEachQemu("auto-converge", (b) => {
   for (const initial of [99, 90]) {
     const rising = initial < 99;
-    test(`auto-converge from ${initial}%${rising ? ` (+${INCREMENT}% a step)` : ""} throttles the vCPU until a non-converging setup converges ${where(b)}`, {
+    const what = rising
+      ? `auto-converge from ${initial}% (+${INCREMENT}% a step) raises the throttle pass after pass up to max-cpu-throttle`
+      : `auto-converge from ${initial}% throttles the vCPU until a non-converging setup converges`;
+    test(`${what} ${where(b)}`, {
       tags: rising ? ["full"] : [],
     }, async ({ scenario }) => {
       const hmpChecks: { info: MigrationInfo; text: string }[] = [];
@@ -77,11 +80,21 @@ forEachQemu("auto-converge", (b) => {
               if (after.status === "active" && same) hmpChecks.push({ info: after, text });
             }
           },
-          // Held under the setup itself: the throttle is what makes it complete.
+          // Held under the setup itself. From 99% the throttle is what makes it complete. From
+          // 90% it rises to 99% and then, on some versions, never completes: at 99% the vCPU runs
+          // 10 ms a second, QEMU's dirty syncs fall in step with those bursts (seen: a sync every
+          // 1000 ms, each finding one burst of 16-28 MiB over the threshold, on 7.2 aarch64 3 runs
+          // of 4 and 11.1 x86_64), and the measured bandwidth, averaged over the idle rest of the
+          // second, shrinks the threshold further. So the rising variant is released (converging
+          // limits) once the throttle is at max-cpu-throttle; what it shows is the rise.
           whileHeld: async (p) => {
             await p.waitUntil(
-              "the source completes under the throttle",
-              (s) => s.source.migration.status === "completed",
+              rising
+                ? "the throttle at max-cpu-throttle (99%), or the source completed under it"
+                : "the source completes under the throttle",
+              (s) =>
+                s.source.migration.status === "completed" ||
+                (rising && (s.source.migration["cpu-throttle-percentage"] ?? 0) >= 99),
               { timeoutMs: timeoutMs("migration") },
             );
           },
