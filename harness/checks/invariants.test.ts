@@ -185,6 +185,30 @@ describe("series invariants", () => {
     ).toHaveLength(1);
   });
 
+  test("with send times: a reply held back 9.6 s in delivery passes (7.2 under a throttle)", () => {
+    expect(
+      seriesProblems([
+        { t: 1015, sentT: 1010, data: active(910) },
+        { t: 10712, sentT: 1065, data: active(967) },
+      ]),
+    ).toEqual([]);
+  });
+
+  test("with send times: total-time moving less than the wall time between asks is caught", () => {
+    const problems = seriesProblems([
+      { t: 1015, sentT: 1010, data: active(910) },
+      { t: 2100, sentT: 2000, data: active(930) },
+    ]);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/outside the 983\.\.1092 ms of wall time/);
+    expect(
+      seriesProblems([
+        { t: 100, sentT: 95, data: active(90) },
+        { t: 160, sentT: 150, data: active(10_090) },
+      ]),
+    ).toHaveLength(1);
+  });
+
   test("setup-time changing while active is caught", () => {
     const problems = seriesProblems([
       { t: 100, data: active(90, 3) },

@@ -229,9 +229,10 @@ export function replyProblems(info: MigrationInfo, side: Side): string[] {
   return replyBreaks(info, side).map((b) => b.text);
 }
 
-/** A reply with the time it was read (ms on the timeline). */
+/** A reply with the time it was read (ms on the timeline) and, when known, when it was asked. */
 export interface TimedReply {
   t: number;
+  sentT?: number;
   data: MigrationInfo;
 }
 
@@ -269,7 +270,20 @@ export function seriesProblems(replies: readonly TimedReply[]): string[] {
     if (running(a.status) && running(b.status)) {
       const ta = a["total-time"];
       const tb = b["total-time"];
-      if (ta !== undefined && tb !== undefined) {
+      if (ta !== undefined && tb !== undefined && p.sentT !== undefined && r.sentT !== undefined) {
+        // QEMU computed a after asking it (p.sentT) and before its arrival (p.t), b likewise:
+        // between them lie at least r.sentT - p.t and at most r.t - p.sentT of wall time, however
+        // long a reply took to arrive (7.2 under a 90% throttle held one back 9.6 s). Whole ms
+        // on two clocks: 2 ms either way.
+        const delta = tb - ta;
+        const low = r.sentT - p.t - 2;
+        const high = r.t - p.sentT + 2;
+        if (delta < low || delta > high) {
+          out.push(
+            `total-time went from ${ta} ms (asked t=${p.sentT}, read t=${p.t}) to ${tb} ms (asked t=${r.sentT}, read t=${r.t}): ${delta} ms, outside the ${low}..${high} ms of wall time between the two`,
+          );
+        }
+      } else if (ta !== undefined && tb !== undefined) {
         const delta = tb - ta;
         const slack = CLOCK_SLACK_MS + CLOCK_SLACK_RATIO * wall;
         if (delta < 0 || Math.abs(delta - wall) > slack) {

@@ -155,8 +155,9 @@ export abstract class PairCore {
   async snapshot(side: Side): Promise<SideSnapshot> {
     const m = this.machine(side);
     const read = async () => {
+      const sentT = this.timeline.now();
       const info = await m.qmp.execute<MigrationInfo>("query-migrate");
-      this.timeline.record(side, "query-migrate", info);
+      this.timeline.record(side, "query-migrate", info, sentT);
       const violations = validateReply(this.schemas[side], "query-migrate", info);
       this.checkSchema(side, "query-migrate", violations);
       return info;

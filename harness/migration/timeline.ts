@@ -7,7 +7,8 @@ import type { MigrationInfo, QMPEvent } from "../qmp/qapi.ts";
 export type Side = "source" | "destination";
 
 export type TimelineEntry =
-  | { t: number; side: Side; kind: "query-migrate"; data: MigrationInfo }
+  /** `sentT`: when the harness sent the query (QEMU computed the reply between sentT and t). */
+  | { t: number; side: Side; kind: "query-migrate"; data: MigrationInfo; sentT?: number }
   | { t: number; side: Side; kind: "info-migrate"; data: string }
   | { t: number; side: Side; kind: "event"; data: QMPEvent }
   | { t: number; side: Side; kind: "command"; data: { command: string; arguments?: unknown } }
@@ -32,15 +33,26 @@ export class Timeline {
     return Date.now() - this.startedAt;
   }
 
-  record<K extends Kind>(side: Side | "harness", kind: K, data: DataOf<K>): void {
-    this.entries.push({ t: this.now(), side, kind, data } as TimelineEntry);
+  /** Records `data` as arrived now; `sentT`, for a reply, when its request went out. */
+  record<K extends Kind>(side: Side | "harness", kind: K, data: DataOf<K>, sentT?: number): void {
+    this.entries.push({
+      t: this.now(),
+      side,
+      kind,
+      data,
+      ...(sentT === undefined ? {} : { sentT }),
+    } as TimelineEntry);
   }
 
   /** Every entry of one kind from one side, oldest first. */
-  of<K extends Kind>(side: Side, kind: K): { t: number; data: DataOf<K> }[] {
+  of<K extends Kind>(side: Side, kind: K): { t: number; sentT?: number; data: DataOf<K> }[] {
     return this.entries
       .filter((e) => e.side === side && e.kind === kind)
-      .map((e) => ({ t: e.t, data: e.data as DataOf<K> }));
+      .map((e) => ({
+        t: e.t,
+        ...("sentT" in e && e.sentT !== undefined ? { sentT: e.sentT } : {}),
+        data: e.data as DataOf<K>,
+      }));
   }
 
   last<K extends Kind>(side: Side, kind: K): { t: number; data: DataOf<K> } | undefined {
